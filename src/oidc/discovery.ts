@@ -1,0 +1,177 @@
+// Provider metadata: discovery (or explicit endpoints), client authentication choice, and the background retry loop (COMPAT.md §6.1).
+
+import type { JWTVerifyGetKey } from 'jose';
+import {
+  allowInsecureRequests,
+  type ClientAuth,
+  ClientSecretBasic,
+  ClientSecretPost,
+  Configuration,
+  customFetch,
+  discovery,
+  type ServerMetadata,
+} from 'openid-client';
+import type { FetchFn } from './fetch.js';
+import { remoteJwks, signingAlgs } from './jwt.js';
+import type { OidcLogger, OidcOptions } from './types.js';
+
+/** Everything the client needs once the provider is known. Immutable. */
+export interface ProviderState {
+  readonly config: Configuration;
+  readonly issuer: string;
+  readonly authorizationEndpoint: string;
+  readonly endSessionEndpoint: string | undefined;
+  readonly hasUserinfo: boolean;
+  readonly pkceMethods: readonly string[];
+  readonly algorithms: readonly string[];
+  readonly jwks: JWTVerifyGetKey;
+}
+
+const DISCOVERY_TIMEOUT_S = 10;
+
+// RFC 8414 §2: absent token_endpoint_auth_methods_supported means client_secret_basic.
+function clientAuth(secret: string, methods: unknown): ClientAuth {
+  const list = Array.isArray(methods) ? methods : [];
+  if (list.length === 0 || list.includes('client_secret_basic')) return ClientSecretBasic(secret);
+  if (list.includes('client_secret_post')) return ClientSecretPost(secret);
+  return ClientSecretBasic(secret);
+}
+
+const isHttp = (u: string | undefined): boolean => typeof u === 'string' && u.startsWith('http:');
+
+/**
+ * Fetches the discovery document (unless --skip-oidc-discovery), applies explicit endpoint flags over it and
+ * builds the openid-client Configuration. Throws on any failure (the loop retries).
+ */
+export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<ProviderState> {
+  let found: ServerMetadata;
+  if (o.skipDiscovery) {
+    if (!o.loginUrl || !o.redeemUrl || !o.jwksUrl) {
+      throw new Error('skip-oidc-discovery needs login-url, redeem-url and oidc-jwks-url');
+    }
+    found = { issuer: o.issuerUrl };
+  } else {
+    // A URL containing /.well-known/ makes openid-client skip its issuer equality check (§6.1 opt-out).
+    const target = o.skipIssuerVerification
+      ? `${o.issuerUrl.replace(/\/+$/, '')}/.well-known/openid-configuration`
+      : o.issuerUrl;
+    const discovered = await discovery(new URL(target), o.clientId, o.clientSecret, undefined, {
+      [customFetch]: fetchFn,
+      timeout: DISCOVERY_TIMEOUT_S,
+      ...(isHttp(target) ? { execute: [allowInsecureRequests] } : {}),
+    });
+    // openid-client has already checked that the discovered issuer equals the configured one.
+    found = discovered.serverMetadata();
+  }
+  // Explicit endpoint flags win over discovered ones.
+  const meta: ServerMetadata = {
+    ...found,
+    ...(o.loginUrl ? { authorization_endpoint: o.loginUrl } : {}),
+    ...(o.redeemUrl ? { token_endpoint: o.redeemUrl } : {}),
+    ...(o.profileUrl ? { userinfo_endpoint: o.profileUrl } : {}),
+    ...(o.jwksUrl ? { jwks_uri: o.jwksUrl } : {}),
+  };
+  if (!meta.authorization_endpoint || !meta.token_endpoint || !meta.jwks_uri) {
+    throw new Error('provider metadata lacks authorization_endpoint, token_endpoint or jwks_uri');
+  }
+  const algorithms = signingAlgs(o.enabledSigningAlgs, meta.id_token_signing_alg_values_supported ?? []);
+  if (!algorithms) {
+    throw new Error(
+      'no overlap between oidc-enabled-signing-alg and the provider id_token signing algorithms',
+    );
+  }
+  const config = new Configuration(
+    meta,
+    o.clientId,
+    { client_secret: o.clientSecret },
+    clientAuth(o.clientSecret, meta.token_endpoint_auth_methods_supported),
+  );
+  config[customFetch] = fetchFn;
+  config.timeout = DISCOVERY_TIMEOUT_S;
+  const endpoints = [meta.issuer, meta.authorization_endpoint, meta.token_endpoint, meta.userinfo_endpoint];
+  if (endpoints.some(isHttp) || isHttp(meta.jwks_uri) || isHttp(meta.end_session_endpoint)) {
+    allowInsecureRequests(config);
+  }
+  return {
+    config,
+    issuer: meta.issuer,
+    authorizationEndpoint: meta.authorization_endpoint,
+    endSessionEndpoint: meta.end_session_endpoint,
+    hasUserinfo: typeof meta.userinfo_endpoint === 'string' && meta.userinfo_endpoint !== '',
+    pkceMethods: meta.code_challenge_methods_supported ?? [],
+    algorithms,
+    jwks: remoteJwks(meta.jwks_uri, fetchFn),
+  };
+}
+
+export interface DiscoveryLoop {
+  start(): void;
+  current(): ProviderState | undefined;
+  whenReady(): Promise<ProviderState>;
+  close(): void;
+}
+
+/**
+ * Runs `load` until it succeeds, backing off exponentially from `initialMs` to `maxMs`. A failure streak
+ * is logged once when it begins and once when it ends, not per retry; nothing here ever throws.
+ */
+export function createDiscoveryLoop(d: {
+  load: () => Promise<ProviderState>;
+  log: OidcLogger;
+  issuerUrl: string;
+  initialMs: number;
+  maxMs: number;
+}): DiscoveryLoop {
+  let state: ProviderState | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let started = false;
+  let closed = false;
+  let failures = 0;
+  let settle: { resolve: (s: ProviderState) => void; reject: (e: Error) => void } | undefined;
+  const ready = new Promise<ProviderState>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  // Marks the promise handled; callers awaiting whenReady() still see a rejection.
+  ready.catch(() => {});
+
+  const attempt = async (): Promise<void> => {
+    timer = undefined;
+    try {
+      const s = await d.load();
+      if (closed) return;
+      state = s;
+      if (failures > 0)
+        d.log.info({ issuer: d.issuerUrl, attempts: failures + 1 }, 'OIDC discovery recovered');
+      else d.log.info({ issuer: d.issuerUrl }, 'OIDC provider ready');
+      failures = 0;
+      settle?.resolve(s);
+    } catch (e) {
+      if (closed) return;
+      if (failures === 0) {
+        d.log.error(
+          { issuer: d.issuerUrl, err: (e as Error).message },
+          'OIDC discovery failed; retrying in the background',
+        );
+      }
+      const delay = Math.min(d.maxMs, d.initialMs * 2 ** Math.min(failures, 30));
+      failures++;
+      timer = setTimeout(() => void attempt(), delay);
+    }
+  };
+
+  return {
+    start: () => {
+      if (started || closed) return;
+      started = true;
+      void attempt();
+    },
+    current: () => state,
+    whenReady: () => ready,
+    close: () => {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      if (!state) settle?.reject(new Error('OIDC client closed before discovery completed'));
+    },
+  };
+}

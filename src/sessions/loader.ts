@@ -1,0 +1,224 @@
+// Loads the request's session: bearer JWT, then the session store, then refresh when due (COMPAT.md §6.9, §6.10, §7.4–7.6).
+import type { Session } from './session.js';
+import type { CookieContext, SessionStore } from './store.js';
+
+/** What the loader needs from the OIDC client (structural, so tests can pass fakes). */
+export interface SessionRefresher {
+  refresh(
+    s: Session,
+  ): Promise<{ ok: true; session: Session } | { ok: false; fatal: boolean; detail: string }>;
+}
+export interface BearerVerifier {
+  verifyBearer(token: string): Promise<Session | undefined>;
+}
+
+/** Why a request ended up without a session (the deny reason when nothing else allows it). */
+export type NoSessionReason =
+  | 'no_session'
+  | 'malformed'
+  | 'bad_mac'
+  | 'expired'
+  | 'unknown_ticket'
+  | 'revoked'
+  | 'store_error'
+  | 'refresh_failed'
+  | 'token_expired'
+  | 'refresh_lock_timeout'
+  | 'bearer_invalid';
+
+export interface Loaded {
+  readonly session: Session | undefined;
+  /** Store key of a cookie/ticket session (absent for bearer sessions). */
+  readonly key: string | undefined;
+  readonly bearer: boolean;
+  readonly reason: NoSessionReason | undefined;
+  /** Set-Cookie values to send on whatever response is produced (refresh or clearing). */
+  readonly setCookies: readonly string[];
+  /** `--bearer-token-login-fallback=false` and the Authorization header was not a valid token: plain 403. */
+  readonly forbid: boolean;
+}
+
+export interface LoaderOptions {
+  readonly store: SessionStore;
+  readonly refresher: SessionRefresher | undefined;
+  readonly bearer: BearerVerifier | undefined;
+  readonly skipJwtBearerTokens: boolean;
+  readonly bearerLoginFallback: boolean;
+  /** --cookie-refresh in ms; 0 disables refresh. */
+  readonly refreshMs: number;
+  readonly now: () => number;
+  readonly log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
+}
+
+/** True when the session's ID token carries an `exp` in the past (an unreadable token counts as expired). */
+export function idTokenExpired(s: Session, now: number): boolean {
+  if (!s.idToken) return false;
+  const payload = s.idToken.split('.')[1];
+  try {
+    const exp = (JSON.parse(Buffer.from(payload ?? '', 'base64url').toString('utf8')) as { exp?: unknown })
+      .exp;
+    return typeof exp !== 'number' || exp * 1000 <= now;
+  } catch {
+    return true;
+  }
+}
+
+const JWT_RE = /^ey[a-zA-Z0-9_-]*\.ey[a-zA-Z0-9_-]*\.[a-zA-Z0-9_-]+$/;
+
+/** Extracts a JWT from `Bearer <jwt>` or Basic credentials carrying one (COMPAT.md §6.9). */
+export function bearerTokenFrom(header: string): string | undefined {
+  const parts = header.split(' ');
+  if (parts.length !== 2) return undefined;
+  const [scheme, value] = parts as [string, string];
+  if (scheme === 'Bearer') return JWT_RE.test(value) ? value : undefined;
+  if (scheme !== 'Basic') return undefined;
+  let decoded: string;
+  try {
+    decoded = Buffer.from(value, 'base64').toString('utf8');
+  } catch {
+    return undefined;
+  }
+  const i = decoded.indexOf(':');
+  if (i < 0) return undefined;
+  const user = decoded.slice(0, i);
+  const pass = decoded.slice(i + 1);
+  if (JWT_RE.test(user) && (pass === '' || pass === 'x-oauth-basic')) return user;
+  if (JWT_RE.test(pass)) return pass;
+  return undefined;
+}
+
+type RefreshOutcome =
+  | { ok: true; session: Session; setCookies: readonly string[] }
+  | { ok: false; reason: NoSessionReason; setCookies: readonly string[] }
+  | { ok: 'kept'; session: Session };
+
+const NO_COOKIES: readonly string[] = Object.freeze([]);
+
+const none = (reason: NoSessionReason, setCookies: readonly string[] = [], forbid = false): Loaded => ({
+  session: undefined,
+  key: undefined,
+  bearer: false,
+  reason,
+  setCookies,
+  forbid,
+});
+const NO_SESSION: Loaded = Object.freeze(none('no_session'));
+
+/** Creates the per-request session loader. Refreshes are single-flight per session key in this process. */
+export function createSessionLoader(
+  o: LoaderOptions,
+): (ctx: CookieContext, authorization: string | undefined) => Loaded | Promise<Loaded> {
+  const inflight = new Map<string, Promise<RefreshOutcome>>();
+  // Requests still carrying the pre-refresh cookie reuse the outcome instead of refreshing again.
+  const recent = new Map<string, { until: number; outcome: RefreshOutcome }>();
+  const RECENT_MS = 60_000;
+  const RECENT_MAX = 10_000;
+
+  async function doRefresh(key: string, session: Session, ctx: CookieContext): Promise<RefreshOutcome> {
+    const unlock = await o.store.lock(key);
+    if (!unlock) return { ok: false, reason: 'refresh_lock_timeout', setCookies: [] };
+    try {
+      // Another replica may have refreshed while we waited for the lock (COMPAT.md §7.6).
+      const current = (await o.store.reload(key, o.now())) ?? session;
+      if (o.now() - current.createdAt <= o.refreshMs) {
+        return current === session ? { ok: 'kept', session } : { ok: true, session: current, setCookies: [] };
+      }
+      if (!current.refreshToken || !o.refresher) return { ok: 'kept', session: current };
+      const r = await o.refresher.refresh(current);
+      if (r.ok) {
+        const setCookies = await o.store.save(r.session, ctx, { fresh: false });
+        o.log.info({ user: r.session.user }, 'session refreshed');
+        return { ok: true, session: r.session, setCookies };
+      }
+      if (r.fatal) {
+        o.log.info({ user: current.user, detail: r.detail }, 'refresh rejected by the IdP; session ended');
+        return { ok: false, reason: 'refresh_failed', setCookies: await o.store.clear(ctx) };
+      }
+      o.log.warn({ user: current.user, detail: r.detail }, 'refresh failed transiently; keeping the session');
+      return { ok: 'kept', session: current };
+    } finally {
+      await unlock();
+    }
+  }
+
+  function refreshOnce(key: string, session: Session, ctx: CookieContext): Promise<RefreshOutcome> {
+    const now = o.now();
+    const hit = recent.get(key);
+    if (hit && hit.until > now) return Promise.resolve(hit.outcome);
+    let p = inflight.get(key);
+    if (!p) {
+      p = doRefresh(key, session, ctx).finally(() => inflight.delete(key));
+      inflight.set(key, p);
+      p.then(
+        (outcome) => {
+          if (outcome.ok === 'kept') return;
+          if (recent.size >= RECENT_MAX) recent.clear();
+          recent.set(key, { until: o.now() + RECENT_MS, outcome });
+        },
+        () => undefined,
+      );
+    }
+    return p;
+  }
+
+  const loadSync = o.store.loadSync?.bind(o.store);
+  const bearerOn = o.skipJwtBearerTokens && o.bearer !== undefined;
+
+  /**
+   * The hot path: a store that needs no I/O, no bearer token to verify, no refresh due and nothing to
+   * clear is answered without a promise. Anything else takes the async path below.
+   */
+  return function load(ctx, authorization) {
+    if (loadSync === undefined || (bearerOn && authorization !== undefined))
+      return loadAsync(ctx, authorization);
+    const now = o.now();
+    const r = loadSync(ctx, now);
+    if (r.kind === 'none') return NO_SESSION;
+    if (r.kind === 'invalid') return none(r.reason, r.setCookies);
+    const s = r.session;
+    if (
+      o.refreshMs > 0 &&
+      (now - s.createdAt > o.refreshMs || (s.expiresOn !== undefined && s.expiresOn < now))
+    ) {
+      return loadAsync(ctx, authorization);
+    }
+    return {
+      session: s,
+      key: r.key,
+      bearer: false,
+      reason: undefined,
+      setCookies: NO_COOKIES,
+      forbid: false,
+    };
+  };
+
+  async function loadAsync(ctx: CookieContext, authorization: string | undefined): Promise<Loaded> {
+    if (o.skipJwtBearerTokens && authorization !== undefined && o.bearer) {
+      const token = bearerTokenFrom(authorization);
+      const session = token ? await o.bearer.verifyBearer(token) : undefined;
+      if (session)
+        return { session, key: undefined, bearer: true, reason: undefined, setCookies: [], forbid: false };
+      if (!o.bearerLoginFallback) return none('bearer_invalid', [], true);
+    }
+    const r = await o.store.load(ctx, o.now());
+    if (r.kind === 'none') return none('no_session');
+    if (r.kind === 'invalid') return none(r.reason, r.setCookies);
+    let session = r.session;
+    let setCookies: readonly string[] = [];
+    if (o.refreshMs > 0 && o.now() - session.createdAt > o.refreshMs) {
+      const out = await refreshOnce(r.key, session, ctx);
+      if (out.ok === false) return none(out.reason, out.setCookies);
+      session = out.session;
+      if (out.ok === true) setCookies = out.setCookies;
+      // A due session that was not refreshed is re-validated through its ID token (COMPAT.md §6.10). The
+      // token's signature was verified at login and it has been inside our authenticated seal since, so
+      // what can have changed is its expiry.
+      else if (idTokenExpired(session, o.now())) return none('token_expired', await o.store.clear(ctx));
+    }
+    // Token expiry is only enforced when refresh is on (COMPAT.md §6.10 [Q]).
+    if (o.refreshMs > 0 && session.expiresOn !== undefined && session.expiresOn < o.now()) {
+      return none('token_expired', await o.store.clear(ctx));
+    }
+    return { session, key: r.key, bearer: false, reason: undefined, setCookies, forbid: false };
+  }
+}

@@ -1,0 +1,214 @@
+// The built command line (`node dist/cli.js`): version, help, secret, exit codes, the seed TOML, graceful SIGTERM.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { cookieSecretKey } from '../../src/config/secret.js';
+import { startTestIdp } from '../helpers/idp.js';
+import { waitFor } from '../helpers/redis.js';
+import { freePort, TEST_COOKIE_SECRET } from '../helpers/stack.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CLI = join(ROOT, 'dist', 'cli.js');
+
+// The same seed as test/integration/seed-toml.test.ts (the issue's file); only the replaced values differ.
+const SEED = `provider = "oidc"
+oidc_issuer_url = "http://127.0.0.1:5556/dex"
+client_id = "gatehouse"
+client_secret = "secret"
+redirect_url = "http://127.0.0.1:4180/oauth2/callback"
+email_domains = ["example.com"]
+cookie_secret = "<valid>"
+cookie_secure = false
+skip_provider_button = true
+pass_access_token = true
+http_address = "0.0.0.0:4180"
+upstreams = ["static://202"]
+`;
+
+// The spawned CLI sees neither the runner's OAUTH2_PROXY_* settings nor tap's hooks (NODE_OPTIONS, TAP_*).
+const ENV = Object.fromEntries(
+  Object.entries(process.env).filter(
+    ([k]) => !k.startsWith('OAUTH2_PROXY_') && !/^(NODE_OPTIONS|TAP|_TAPJS_)/.test(k),
+  ),
+);
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** `npm test` builds first; a missing or stale dist/ (e.g. running this file alone) is rebuilt once. */
+async function ensureBuilt(): Promise<void> {
+  if (existsSync(CLI) && statSync(CLI).mtimeMs >= newestMtime(join(ROOT, 'src'))) return;
+  await new Promise<void>((resolve) => {
+    // tsc still emits when another file has a type error; the check below is what matters.
+    execFile(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], { cwd: ROOT }, () =>
+      resolve(),
+    );
+  });
+  if (!existsSync(CLI)) throw new Error('npm run build did not produce dist/cli.js');
+}
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: ENV, timeout: 30_000 }, (err, stdout, stderr) => {
+      const e = err as (Error & { code?: number | string; signal?: NodeJS.Signals }) | null;
+      resolve({
+        code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
+        signal: e?.signal ?? null,
+        stdout,
+        stderr,
+      });
+    });
+  });
+}
+
+/** True once nothing accepts connections on the port any more. */
+const refused = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const sock = connect(port, '127.0.0.1');
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(false);
+    });
+    sock.once('error', () => resolve(true));
+  });
+
+const exited = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
+
+/** Reads a socket until the peer closes it. */
+const readAll = (sock: Socket) =>
+  new Promise<string>((resolve, reject) => {
+    let out = '';
+    sock.on('data', (d: Buffer) => {
+      out += d.toString('latin1');
+    });
+    sock.on('end', () => resolve(out));
+    sock.on('error', reject);
+  });
+
+t.before(ensureBuilt);
+
+t.test('--version, --help and secret print and exit 0', async (t) => {
+  const version = await run(['--version']);
+  t.equal(version.code, 0);
+  t.match(version.stdout, /^gatehouse \d+\.\d+\.\d+/);
+  const help = await run(['--help']);
+  t.equal(help.code, 0);
+  for (const flag of ['--config', '--cookie-secret', '--oidc-issuer-url', '--email-domain', '--upstream']) {
+    t.match(help.stdout, flag, `help lists ${flag}`);
+  }
+  const a = await run(['secret']);
+  const b = await run(['secret']);
+  t.equal(a.code, 0);
+  const secret = a.stdout.trim();
+  t.equal(cookieSecretKey(secret).length, 32, 'a valid 32-byte cookie secret');
+  t.not(secret, b.stdout.trim(), 'fresh each time');
+});
+
+t.test('configuration errors exit 2 and name the flag and the variable', async (t) => {
+  const short = await run(['--cookie-secret=short']);
+  t.equal(short.code, 2);
+  t.match(short.stderr, /--cookie-secret/);
+  t.match(short.stderr, /OAUTH2_PROXY_COOKIE_SECRET/);
+  t.notMatch(short.stderr, /short/, 'the secret value is never printed');
+  t.equal(short.stdout, '');
+
+  const unknown = await run(['--cookie-secert=x']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /unknown flag: --cookie-secert/);
+  t.match(unknown.stderr, /did you mean --cookie-secret\?/);
+});
+
+t.test(
+  'the seed TOML starts, answers /ping, and SIGTERM finishes an in-flight request',
+  { timeout: 120_000 },
+  async (t) => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const idp = await startTestIdp({ redirectUris: [`${base}/oauth2/callback`] });
+    t.teardown(() => idp.close());
+    const dir = await mkdtemp(join(tmpdir(), 'gatehouse-cli-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'gatehouse.toml');
+    await writeFile(
+      file,
+      SEED.replace('http://127.0.0.1:5556/dex', idp.issuer)
+        .replace('<valid>', TEST_COOKIE_SECRET)
+        .replaceAll(':4180', `:${port}`),
+    );
+
+    const child = spawn(process.execPath, [CLI, `--config=${file}`], {
+      env: ENV,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString('utf8');
+    });
+    t.teardown(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    // Log lines are buffered until exit (src/cli.ts), so readiness is observed on the wire: /ready turns
+    // 200 once the listener is up and discovery is done.
+    await waitFor('gatehouse /ready', async () => {
+      const r = await fetch(`${base}/ready`).catch(() => undefined);
+      return r?.status === 200;
+    });
+
+    const ping = await fetch(`${base}/ping`);
+    t.equal(ping.status, 200);
+    t.equal(await ping.text(), 'OK');
+    const auth = await fetch(`${base}/oauth2/auth`);
+    t.equal(auth.status, 401);
+
+    // An in-flight request: headers sent, body only half written.
+    const sock = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+    const reply = readAll(sock);
+    const body = 'rd=%2Fafter-shutdown';
+    sock.write(
+      `POST /oauth2/sign_in HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
+        `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 5)}`,
+    );
+    // A request on another connection that is answered after the first one's headers were sent.
+    t.equal((await fetch(`${base}/ping`)).status, 200);
+
+    child.kill('SIGTERM');
+    // Shutdown has begun once the listener stops accepting; the half-sent request is still open.
+    await waitFor('the listener to close', () => refused(port));
+    sock.end(body.slice(5));
+    const raw = await reply;
+    t.match(raw, /^HTTP\/1\.1 302 /, 'the in-flight request is answered');
+    const location = /\r\nlocation: ([^\r]+)/i.exec(raw)?.[1] ?? '';
+    t.equal(new URL(location).origin, idp.issuer, 'skip_provider_button: straight to the IdP');
+    t.equal(await exited(child), 0, 'exit code 0');
+    t.equal(
+      // Node's own runtime/deprecation warnings aside, nothing may reach stderr.
+      stderr.replace(/^\(node:\d+\) .*\n|^\(Use `node --trace-warnings.*\n/gm, ''),
+      '',
+      'no errors on stderr',
+    );
+    t.ok(await refused(port), 'the listener is gone');
+  },
+);

@@ -1,0 +1,118 @@
+// Issue 6: two gatehouse instances on one Redis refresh an expiring session exactly once (COMPAT.md §7.6).
+import t from 'tap';
+import { createCookieCodec } from '../../src/cookies/codec.js';
+import { redisCommand, startRedis } from '../helpers/redis.js';
+import { requireBinary } from '../helpers/require-binary.js';
+import { Jar, startStack, TEST_COOKIE_SECRET } from '../helpers/stack.js';
+
+const NAME = '_oauth2_proxy';
+const ticketCodec = createCookieCodec([TEST_COOKIE_SECRET], 'ticket');
+const REFRESH_MS = 60_000;
+const CONCURRENT = 40;
+
+/** Ticket id and issue time of a sealed ticket cookie (COMPAT.md §7.2), or undefined. */
+function openTicket(sealed: string | undefined): { id: string; issuedAt: number } | undefined {
+  if (sealed === undefined) return undefined;
+  const opened = ticketCodec.open(sealed);
+  if (!opened.ok) return undefined;
+  const parts = opened.plaintext.toString('utf8').split('.');
+  if (parts.length !== 3 || parts[0] !== 'v2') return undefined;
+  return { id: Buffer.from(parts[1] ?? '', 'base64url').toString('utf8'), issuedAt: opened.issuedAt };
+}
+
+/** The value of the session cookie set by a response, if it sets (not clears) one. */
+function setSessionCookie(r: Response): string | undefined {
+  for (const sc of r.headers.getSetCookie()) {
+    const [pair = ''] = sc.split(';');
+    if (!pair.startsWith(`${NAME}=`)) continue;
+    if (/;\s*max-age=0\b/i.test(sc)) return undefined;
+    return pair.slice(NAME.length + 1);
+  }
+  return undefined;
+}
+
+if (!requireBinary('redis-server')) {
+  t.skip('redis-server is not installed (would fail under CI=true)', async () => {});
+} else {
+  t.test('two instances, one Redis: 40 concurrent checks of an expiring session, one refresh', async (t) => {
+    const redis = await startRedis();
+    t.teardown(() => redis.stop());
+    // One clock for both instances, as replicas with synchronised clocks would have.
+    let offset = 0;
+    const now = () => Date.now() + offset;
+    const args = [
+      '--session-store-type=redis',
+      `--redis-connection-url=${redis.url}`,
+      `--cookie-refresh=${REFRESH_MS / 1000}s`,
+      '--set-xauthrequest',
+      '--pass-access-token',
+    ];
+    // Two in-process instances are faithful replicas here: each serve() builds its own app, so each has its
+    // own session loader with its own single-flight map and its own Redis connection, and src/ keeps no
+    // module-level state. Nothing but Redis (and the IdP) is shared, so only the Redis lock of §7.6 can make
+    // the refresh happen once, exactly as across two processes.
+    const a = await startStack({ args, now });
+    t.teardown(() => a.close());
+    const b = await startStack({ args, now, existingIdp: a.idp });
+    t.teardown(() => b.close());
+
+    const { jar, callback } = await a.login('alice');
+    t.equal(callback.status, 302);
+    const oldCookie = jar.cookies.get(NAME);
+    const oldTicket = openTicket(oldCookie);
+    t.ok(oldTicket, 'a ticket cookie');
+    const before = await b.request('/oauth2/auth', { jar });
+    t.equal(before.status, 202, 'the other instance knows the session too');
+    const oldToken = before.headers.get('x-auth-request-access-token');
+    t.ok(oldToken);
+    t.equal(a.idp.tokenRequests('refresh_token'), 0, 'no refresh while the session is fresh');
+
+    offset = REFRESH_MS + 60_000;
+    const responses = await Promise.all(
+      Array.from({ length: CONCURRENT }, (_, i) => (i % 2 === 0 ? a : b).request('/oauth2/auth', { jar })),
+    );
+    t.same(
+      responses.map((r) => r.status),
+      Array(CONCURRENT).fill(202),
+      'every request succeeds, on both instances',
+    );
+    t.equal(a.idp.tokenRequests('refresh_token'), 1, 'one refresh at the IdP for all 40');
+    const tokens = new Set(responses.map((r) => r.headers.get('x-auth-request-access-token')));
+    t.equal(tokens.size, 1, 'all 40 carry the same access token: the waiters re-read the refreshed session');
+    t.not([...tokens][0], oldToken, 'and it is the refreshed one');
+
+    const newCookies = responses.map(setSessionCookie).filter((c) => c !== undefined);
+    t.ok(newCookies.length >= 1, `the refreshed cookie is sent (${newCookies.length} responses)`);
+    t.notOk(
+      responses.some((r) => r.headers.getSetCookie().some((c) => /max-age=0/i.test(c))),
+      'no response clears a cookie',
+    );
+    for (const c of newCookies) {
+      const opened = openTicket(c);
+      t.equal(opened?.id, oldTicket?.id, 'the refresh keeps the ticket id (§7.3)');
+      t.ok((opened?.issuedAt ?? 0) > (oldTicket?.issuedAt ?? Number.POSITIVE_INFINITY), 'with the new time');
+    }
+    const keys = await redisCommand(redis.port, ['KEYS', `${NAME}-*`]);
+    t.ok(
+      Array.isArray(keys) && keys.includes(oldTicket?.id ?? ''),
+      'the record is still under the ticket id',
+    );
+    t.notOk(
+      Array.isArray(keys) && keys.some((k) => typeof k === 'string' && k.endsWith('.lock')),
+      'the refresh lock was released',
+    );
+
+    // Both the browser that kept the old cookie and the one that took the new one stay signed in, on both
+    // instances, without another refresh.
+    const fresh = new Jar();
+    fresh.cookies.set(NAME, newCookies[0] ?? '');
+    for (const s of [a, b]) {
+      for (const j of [jar, fresh]) {
+        const r = await s.request('/oauth2/auth', { jar: j });
+        t.equal(r.status, 202);
+        t.equal(r.headers.get('x-auth-request-access-token'), [...tokens][0]);
+      }
+    }
+    t.equal(a.idp.tokenRequests('refresh_token'), 1, 'still one refresh');
+  });
+}
