@@ -265,7 +265,9 @@ function createRun(opt, procs, tmp) {
     const args = ghArgs(p, extra);
     const proc = procs.start(key, cpus, process.execPath, [CLI, ...args], { cwd: ROOT });
     const base = `http://127.0.0.1:${p}`;
-    await waitForHttp(`${base}/ping`, proc);
+    // /ready, not /ping: until OIDC discovery has succeeded a bearer token cannot be verified (401), and
+    // on a slow machine discovery can finish well after the listener is up.
+    await waitForHttp(`${base}/ready`, proc);
     return { kind: 'gatehouse', base, proc, args: maskArgs(args), pinned: cpus !== null };
   };
 
