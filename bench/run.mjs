@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { ALL_ACCOUNTS, CLIENT_ID, CLIENT_SECRET, SPLIT_LADDER, USER } from './lib/accounts.mjs';
 import { loginSession } from './lib/login.mjs';
 import { writeNginxConf } from './lib/nginx.mjs';
-import { createProcs, freePort, rssMiB, waitForHttp } from './lib/procs.mjs';
+import { cpuSeconds, createProcs, freePort, rssMiB, waitForHttp } from './lib/procs.mjs';
 import { startRedis } from './lib/redis.mjs';
 import { formatTable, writeResults } from './lib/report.mjs';
 import { driveRequests, runWrk } from './lib/wrk.mjs';
@@ -428,6 +428,9 @@ async function runCase(run, opt, c) {
   await verifyStatus(url, headers, c.expect);
   const wrkCpu = LOAD_CPU;
   if (opt.warmup > 0) await runWrk({ url, headers, seconds: opt.warmup, cpus: wrkCpu, procs: run.procs });
+  // CPU time per request of a single-process server: unlike req/s it hardly depends on what else the
+  // (shared) host is doing, so it is the number to compare between runs.
+  const cpu0 = s.kind !== 'nginx' && s.pinned ? cpuSeconds(s.proc.pid) : null;
   const w = await runWrk({
     url,
     headers,
@@ -437,6 +440,7 @@ async function runCase(run, opt, c) {
     cpus: wrkCpu,
     procs: run.procs,
   });
+  const cpu1 = cpu0 === null ? null : cpuSeconds(s.proc.pid);
   checkLoad(w, c.expect);
   await verifyStatus(url, headers, c.expect);
   const serverPinned = s.pinned && opt.pin;
@@ -450,6 +454,7 @@ async function runCase(run, opt, c) {
   return {
     ...w,
     pinning,
+    cpuUsPerReq: cpu0 !== null && cpu1 !== null ? ((cpu1 - cpu0) * 1e6) / w.requests : null,
     // RSS of a single-process server after this case (multi-worker servers have several processes).
     rssMiB: serverPinned && s.kind !== 'nginx' ? rssMiB(s.proc.pid) : null,
   };

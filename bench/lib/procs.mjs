@@ -29,6 +29,19 @@ export function rssMiB(pid) {
   }
 }
 
+/** CPU seconds (user + system) one process has used so far, from /proc/<pid>/stat; null when it is gone. */
+export function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (USER_HZ, 100 on Linux).
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Owns every child the bench starts. Each child gets its own process group (detached), so stopping it
  * also stops what it forked (node:cluster workers, nginx's worker); the groups are SIGKILLed when the

@@ -37,10 +37,13 @@ export function formatTable(results) {
     r.ratioTo ? `${fmtRatio(r.ratio)} ×${r.ratioTo}` : fmtRatio(r.ratio),
     budgetText(r),
     verdict(r),
+    Number.isFinite(r.cpuUsPerReq) ? r.cpuUsPerReq.toFixed(1) : '-',
     r.pinning,
   ]);
   if (rows.length > 0) {
-    out.push(table(['case', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'budget', 'result', 'pinning'], rows));
+    out.push(
+      table(['case', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'budget', 'result', 'cpu µs/req', 'pinning'], rows),
+    );
   }
   if (results.memory) {
     const m = results.memory;
