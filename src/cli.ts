@@ -3,6 +3,7 @@
 import cluster from 'node:cluster';
 import pino from 'pino';
 import { loadConfig } from './config/load.js';
+import { createBatchDestination } from './log-destination.js';
 import { serve } from './serve.js';
 
 async function main(): Promise<number | undefined> {
@@ -21,27 +22,20 @@ async function main(): Promise<number | undefined> {
       return 0;
   }
   const config = outcome.config;
-  // Request logging is on by default (as in oauth2-proxy). Lines are batched (one write per 4 KiB instead
+  // Request logging is on by default (as in oauth2-proxy). Lines are batched (one write per 16 KiB instead
   // of one per request) and flushed every second, so a quiet instance still logs promptly.
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
-  setInterval(() => {
-    try {
-      destination.flush();
-    } catch {
-      // a flush already in progress, or stdout closed
-    }
-  }, 1000).unref();
+  const destination = createBatchDestination({
+    fd: 1,
+    minLength: 16 * 1024,
+    maxPending: 16 * 1024 * 1024,
+    flushEveryMs: 1000,
+    onDrop: (count) => log.warn({ count }, 'log lines dropped: stdout is not keeping up'),
+  });
   const log = pino(
     { level: config.standardLogging ? 'info' : 'warn', base: { pid: process.pid } },
     destination,
   );
-  const flush = () => {
-    try {
-      destination.flushSync();
-    } catch {
-      // nothing buffered or stdout already closed
-    }
-  };
+  const flush = () => destination.flushSync();
   process.on('exit', flush);
   if (cluster.isPrimary) for (const w of outcome.warnings) log.warn(w);
 
