@@ -44,6 +44,7 @@ const HELP = `usage: node bench/run.mjs [options]   (npm run bench -- [options])
   --seconds N         measured seconds per case (default 10, quick 1)
   --warmup N          warm-up seconds per case (default 3, quick 1)
   --gatehouse-arg F   extra flag for every gatehouse instance (repeatable)
+  --node-arg F        extra Node.js flag for every gatehouse instance, e.g. --cpu-prof (repeatable)
   --no-pin            do not use taskset (numbers are then not comparable)
   --out FILE          results JSON (default bench/results/latest.json; the SVG goes next to it)`;
 
@@ -61,6 +62,7 @@ function parseOptions(argv) {
       seconds: { type: 'string' },
       warmup: { type: 'string' },
       'gatehouse-arg': { type: 'string', multiple: true, default: [] },
+      'node-arg': { type: 'string', multiple: true, default: [] },
       'no-pin': { type: 'boolean', default: false },
       out: { type: 'string', default: 'bench/results/latest.json' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -87,6 +89,7 @@ function parseOptions(argv) {
     seconds: int('seconds', values.seconds ?? (quick ? '1' : '10'), 1),
     warmup: int('warmup', values.warmup ?? (quick ? '1' : '3'), 0),
     extraArgs: values['gatehouse-arg'],
+    nodeArgs: values['node-arg'],
     pin: !values['no-pin'] && os.cpus().length >= 2,
     out: resolve(ROOT, values.out),
   };
@@ -263,7 +266,7 @@ function createRun(opt, procs, tmp) {
     if (!idp) await startIdp();
     const p = ghPorts.get(key);
     const args = ghArgs(p, extra);
-    const proc = procs.start(key, cpus, process.execPath, [CLI, ...args], { cwd: ROOT });
+    const proc = procs.start(key, cpus, process.execPath, [...opt.nodeArgs, CLI, ...args], { cwd: ROOT });
     const base = `http://127.0.0.1:${p}`;
     // /ready, not /ping: until OIDC discovery has succeeded a bearer token cannot be verified (401), and
     // on a slow machine discovery can finish well after the listener is up.
@@ -667,7 +670,12 @@ async function main() {
     }
   } finally {
     await run.keepOnly([]);
-    results.gatehouse = { cli: 'dist/cli.js', args: run.ghArgs(), extraArgs: opt.extraArgs };
+    results.gatehouse = {
+      cli: 'dist/cli.js',
+      args: run.ghArgs(),
+      extraArgs: opt.extraArgs,
+      nodeArgs: opt.nodeArgs,
+    };
     await run.closeIdp();
     procs.killAll();
     await rm(tmp, { recursive: true, force: true });

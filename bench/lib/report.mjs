@@ -42,7 +42,10 @@ export function formatTable(results) {
   ]);
   if (rows.length > 0) {
     out.push(
-      table(['case', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'budget', 'result', 'cpu µs/req', 'pinning'], rows),
+      table(
+        ['case', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'budget', 'result', 'cpu µs/req', 'pinning'],
+        rows,
+      ),
     );
   }
   if (results.memory) {

@@ -1,5 +1,6 @@
 // Bearer JWT sessions: the provider's verifier, then each --extra-jwt-issuers entry (COMPAT.md §6.9).
 import type { JWTVerifyGetKey } from 'jose';
+import { createLru } from '../sessions/lru.js';
 import type { Session } from '../sessions/session.js';
 import { audienceAllowed, type ClaimRules, extractIdentity } from './claims.js';
 import type { ProviderState } from './discovery.js';
@@ -31,7 +32,17 @@ const FALLBACK_TTL_MS = 60_000;
 
 export interface BearerVerifier {
   verify(token: string, provider: ProviderState | undefined): Promise<Session | undefined>;
+  /** The session of a token that verified recently and has not expired since; no crypto, no I/O. */
+  cached(token: string): Session | undefined;
 }
+
+/**
+ * Verified tokens are remembered (by the whole token string) until they expire, but for at most this
+ * long, so that a signing key the IdP withdraws stops being honoured within a minute. Only tokens that
+ * verified are remembered, so unverifiable tokens cannot fill the cache.
+ */
+export const BEARER_CACHE_MS = 60_000;
+export const BEARER_CACHE_SIZE = 4096;
 
 /** Builds the §6.9 verifier chain; JWKS per extra issuer are resolved lazily and cached. */
 export function createBearerVerifier(d: {
@@ -78,14 +89,23 @@ export function createBearerVerifier(d: {
     return keys;
   };
 
+  const verified = createLru<Session>(BEARER_CACHE_SIZE);
+
   const sessionFrom = (token: string, payload: Record<string, unknown>): Session | undefined => {
     const id = extractIdentity((n) => payload[n], d.claims, true);
     if (!id.ok) return undefined;
     const exp = typeof payload.exp === 'number' ? payload.exp * 1000 : undefined;
-    return buildSession(id.identity, { accessToken: token, idToken: token }, d.now(), exp);
+    const now = d.now();
+    const session = buildSession(id.identity, { accessToken: token, idToken: token }, now, exp);
+    // Every verifier path requires `exp`; a token without one is not remembered.
+    if (exp !== undefined) verified.set(token, session, Math.min(exp, now + BEARER_CACHE_MS));
+    return session;
   };
 
   return {
+    cached(token) {
+      return verified.get(token, d.now());
+    },
     async verify(token, provider) {
       if (typeof token !== 'string' || !BEARER_JWT.test(token)) return undefined;
       try {

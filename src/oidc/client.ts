@@ -266,6 +266,7 @@ export function createOidcClient(opts: OidcOptions, deps: OidcDeps): OidcClient 
     },
 
     verifyBearer: (token) => bearer.verify(token, loop.current()),
+    cachedBearer: (token) => bearer.cached(token),
 
     async verifyLogoutToken(jwt: string) {
       const prov = loop.current();

@@ -101,5 +101,7 @@ export interface OidcClient {
   refresh(s: Session): Promise<RefreshResult>;
   endSessionUrl(p: { idTokenHint?: string; postLogoutRedirectUri?: string }): string | undefined;
   verifyBearer(token: string): Promise<Session | undefined>;
+  /** A recently verified, unexpired token's session without verifying again (undefined: verify). */
+  cachedBearer(token: string): Session | undefined;
   verifyLogoutToken(jwt: string): Promise<{ sub?: string; sid?: string } | undefined>;
 }

@@ -10,6 +10,8 @@ export interface SessionRefresher {
 }
 export interface BearerVerifier {
   verifyBearer(token: string): Promise<Session | undefined>;
+  /** Optional synchronous answer for a token verified recently (see src/oidc/bearer.ts). */
+  cachedBearer?(token: string): Session | undefined;
 }
 
 /** Why a request ended up without a session (the deny reason when nothing else allows it). */
@@ -168,9 +170,24 @@ export function createSessionLoader(
    * The hot path: a store that needs no I/O, no bearer token to verify, no refresh due and nothing to
    * clear is answered without a promise. Anything else takes the async path below.
    */
+  const cachedBearer = bearerOn ? o.bearer?.cachedBearer?.bind(o.bearer) : undefined;
+
   return function load(ctx, authorization) {
-    if (loadSync === undefined || (bearerOn && authorization !== undefined))
+    if (bearerOn && authorization !== undefined) {
+      const token = cachedBearer === undefined ? undefined : bearerTokenFrom(authorization);
+      const session = token === undefined ? undefined : cachedBearer?.(token);
+      if (session !== undefined)
+        return {
+          session,
+          key: undefined,
+          bearer: true,
+          reason: undefined,
+          setCookies: NO_COOKIES,
+          forbid: false,
+        };
       return loadAsync(ctx, authorization);
+    }
+    if (loadSync === undefined) return loadAsync(ctx, authorization);
     const now = o.now();
     const r = loadSync(ctx, now);
     if (r.kind === 'none') return NO_SESSION;

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { importJWK, SignJWT } from 'jose';
 import t, { type Test } from 'tap';
+import { BEARER_CACHE_MS } from '../../src/oidc/bearer.js';
 import { createOidcClient, type OidcClient, type OidcOptions } from '../../src/oidc/client.js';
 import { createIdpFetch } from '../../src/oidc/fetch.js';
 import { type DevIdp, startTestIdp, TEST_CLIENT_ID, TEST_CLIENT_SECRET } from '../helpers/idp.js';
@@ -562,6 +563,38 @@ t.test('oidc client against the dev IdP', async (t) => {
       user: 'alice',
       email: 'alice@example.com',
     });
+  });
+
+  t.test('verified bearer tokens are remembered until exp, at most BEARER_CACHE_MS', async (t) => {
+    const { client } = await readyClient(t, idp.issuer);
+    const start = Date.now();
+    frozen = start;
+    t.teardown(() => {
+      frozen = undefined;
+    });
+    const long = await idp.signToken({ sub: 'svc', aud: TEST_CLIENT_ID }, { expiresIn: 3600 });
+    const short = await idp.signToken({ sub: 'svc2', aud: TEST_CLIENT_ID }, { expiresIn: 10 });
+    const bad = await idp.signToken({ sub: 'a', aud: 'other' });
+    t.equal(client.cachedBearer(long), undefined, 'nothing is cached before a verification');
+    t.match(await client.verifyBearer(long), { user: 'svc' });
+    t.match(client.cachedBearer(long), { user: 'svc', accessToken: long }, 'cached after verifying');
+    t.equal(await client.verifyBearer(bad), undefined);
+    t.equal(client.cachedBearer(bad), undefined, 'a rejected token is never cached');
+    t.match(await client.verifyBearer(short), { user: 'svc2' });
+    const shortExp = (
+      JSON.parse(Buffer.from(short.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }
+    ).exp;
+    frozen = shortExp * 1000 - 1;
+    t.match(client.cachedBearer(short), { user: 'svc2' }, 'still cached just before exp');
+    frozen = shortExp * 1000;
+    t.equal(client.cachedBearer(short), undefined, 'gone at exp');
+    t.equal(await client.verifyBearer(short), undefined, 'and verification refuses it');
+    frozen = start + BEARER_CACHE_MS - 1;
+    t.ok(client.cachedBearer(long), 'a long-lived token is cached up to the cap');
+    frozen = start + BEARER_CACHE_MS;
+    t.equal(client.cachedBearer(long), undefined, 'then verified again');
+    t.match(await client.verifyBearer(long), { user: 'svc' });
+    t.ok(client.cachedBearer(long), 'and cached again');
   });
 
   t.test('extra JWT issuers: discovery, then the jwks.json fallback (§6.9)', async (t) => {

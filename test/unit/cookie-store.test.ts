@@ -109,6 +109,21 @@ t.test('lru: bounded, least recently used first, per-entry expiry', async (t) =>
   t.equal(off.get('a', 0), undefined);
 });
 
+t.test('lru: an entry used at least once per half capacity of inserts is never evicted', async (t) => {
+  const lru = createLru<number>(100);
+  lru.set('hot', 0, Number.POSITIVE_INFINITY);
+  for (let i = 0; i < 2000; i++) {
+    lru.set(`cold-${i}`, i, Number.POSITIVE_INFINITY);
+    if (i % 40 === 0) t.equal(lru.get('hot', 0), 0, `hot entry still cached after ${i + 1} inserts`);
+  }
+  t.equal(lru.size, 100, 'bounded');
+  t.equal(lru.get('cold-0', 0), undefined, 'unused entries were evicted oldest first');
+  t.equal(lru.get('cold-1999', 0), 1999);
+  // Never touched again: 100 more inserts evict it.
+  for (let i = 0; i < 100; i++) lru.set(`later-${i}`, i, Number.POSITIVE_INFINITY);
+  t.equal(lru.get('hot', 0), undefined, 'once unused, evicted like any other entry');
+});
+
 t.test('no cookie: none, no Set-Cookie; kind, lock, ping, close', async (t) => {
   const { store } = setup();
   t.equal(store.kind, 'cookie');

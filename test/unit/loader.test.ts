@@ -372,6 +372,32 @@ t.test('bearer tokens: JWT beats cookie; fallback on/off (§6.9, §1.5.1 step 1)
   t.same(seen, [], 'the verifier is never asked');
 });
 
+t.test('bearer tokens: a cached verification answers synchronously, a miss verifies', async (t) => {
+  const verified: string[] = [];
+  const cache = new Map<string, Session>();
+  const bearer: BearerVerifier = {
+    async verifyBearer(token) {
+      verified.push(token);
+      if (token !== JWT) return undefined;
+      const s = session({ user: 'jwt-user', refreshToken: undefined });
+      cache.set(token, s);
+      return s;
+    },
+    cachedBearer: (token) => cache.get(token),
+  };
+  const load = loaderWith(fakeStore(session()), { bearer, skipJwtBearerTokens: true });
+  const first = load(ctx, `Bearer ${JWT}`);
+  t.ok(first instanceof Promise, 'first sight of a token: verified asynchronously');
+  t.equal((await first).session?.user, 'jwt-user');
+  const second = load(ctx, `Bearer ${JWT}`);
+  t.notOk(second instanceof Promise, 'then answered from the cache without a promise');
+  t.match(second, { session: { user: 'jwt-user' }, bearer: true, key: undefined, forbid: false });
+  t.same(verified, [JWT], 'verified once');
+  const other = load(ctx, 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiIn0.YmFk');
+  t.ok(other instanceof Promise, 'an unknown token is verified');
+  t.equal((await other).session?.user, 'alice', 'and falls back to the cookie when it does not verify');
+});
+
 t.test('an unrefreshed due session ends when its ID token has expired (§6.10)', async (t) => {
   t.equal(idTokenExpired(session(), T0), false);
   t.equal(idTokenExpired(session(), T0 + 86_400_000), true, 'exp reached');
