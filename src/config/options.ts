@@ -455,10 +455,10 @@ export const OPTION_LIST = [
     gatehouseOnly: true,
     help: 'opened sessions kept in memory per worker (0 disables)',
   }),
-  bool('redis_session_cache', false, {
+  bool('redis_session_cache', true, {
     group: 'session',
     gatehouseOnly: true,
-    help: 'also cache redis sessions in memory',
+    help: 'skip decrypting a redis session whose stored bytes are unchanged (every request still reads redis)',
   }),
   dur('redis_command_timeout', 1000, {
     group: 'session',

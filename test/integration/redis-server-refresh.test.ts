@@ -114,5 +114,26 @@ if (!requireBinary('redis-server')) {
       }
     }
     t.equal(a.idp.tokenRequests('refresh_token'), 1, 'still one refresh');
+
+    // Both instances have the session in their decrypted-session cache (--redis-session-cache is on by
+    // default); a sign-out on one must still end it on the other at once, because every check reads Redis.
+    const cookieValues = [jar.cookies.get(NAME) ?? '', fresh.cookies.get(NAME) ?? ''];
+    const out = await a.request('/oauth2/sign_out', { jar: fresh });
+    t.equal(out.status, 302, 'signed out on instance a');
+    // The browsers keep sending the cookies they had (a copy, not the jar sign_out just cleared).
+    const kept = cookieValues.map((v) => {
+      const j = new Jar();
+      j.cookies.set(NAME, v);
+      return j;
+    });
+    for (const [label, s] of [
+      ['a', a],
+      ['b', b],
+    ] as const) {
+      for (const j of kept) {
+        const r = await s.request('/oauth2/auth', { jar: j });
+        t.equal(r.status, 401, `instance ${label} refuses the signed-out session at once`);
+      }
+    }
   });
 }

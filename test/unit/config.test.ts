@@ -80,7 +80,7 @@ t.test('gatehouse defaults (COMPAT §0) and gatehouse-only options', async (t) =
   t.equal(config.workers, 1);
   t.same(config.previousCookieSecrets, []);
   t.equal(config.sessionCacheSize, 10000);
-  t.equal(config.redisSessionCache, false);
+  t.equal(config.redisSessionCache, true);
   t.equal(config.redisCommandTimeout, 1000);
   t.equal(config.cookieCsrfExpire, 15 * 60 * 1000);
   t.same(config.oidcAudienceClaims, ['aud']);
