@@ -261,6 +261,23 @@ t.test('split save/load round trip and stale part clearing', async (t) => {
   );
 });
 
+t.test('cache: keyed by the head of the value, but a hit needs the whole value', async (t) => {
+  const { store, codec, jarAfterSave } = setup({ cacheSize: 8 });
+  const jar = await jarAfterSave(session({ groups: Array.from({ length: 40 }, (_, i) => `group-${i}`) }));
+  const sealed = jar.get(NAME) ?? '';
+  t.ok(sealed.length > 200, 'a value much longer than the cache key');
+  t.equal((await store.load(ctxOf(jar), T0)).kind, 'session');
+  t.equal(codec.opens, 0, 'cached');
+  // Same head (version, issuedAt, nonce, tag), different tail: must be opened and refused.
+  const last = sealed.at(-2) === 'A' ? 'B' : 'A';
+  const forged = new Map(jar);
+  forged.set(NAME, `${sealed.slice(0, -2)}${last}${sealed.at(-1)}`);
+  const r = await store.load(ctxOf(forged), T0);
+  t.equal(r.kind, 'invalid', 'a value sharing the head is not served from the cache');
+  t.equal(codec.opens, 1, 'it went through full opening');
+  t.equal((await store.load(ctxOf(jar), T0)).kind, 'session', 'the genuine value still loads');
+});
+
 t.test('cache: a hit does no crypto; clear evicts; size 0 disables', async (t) => {
   {
     const { store, codec, jarAfterSave } = setup({ cacheSize: 8 });
