@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: starts its own baselines and gatehouse, drives them with wrk, prints and saves results.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -20,6 +20,13 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'dist/cli.js');
 const IDP = join(ROOT, 'dist/dev/idp.js');
 const BARE = join(ROOT, 'bench/servers/bare-fastify.mjs');
+// gatehouse runs with the Node.js flags it ships with: those of `npm start` (the Dockerfile uses the same).
+const START_NODE_FLAGS = (() => {
+  const start = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.start;
+  const m = /^node((?: --[\w-]+(?:=\S+)?)*) dist\/cli\.js$/.exec(start);
+  if (!m) throw new Error(`package.json scripts.start is not "node [flags] dist/cli.js": ${start}`);
+  return m[1].trim().split(' ').filter(Boolean);
+})();
 
 // The server under test gets core 0 to itself; the load generator (and nginx / redis, which TOOLCHAIN.md
 // measured sharing wrk's core) get core 1.
@@ -266,7 +273,15 @@ function createRun(opt, procs, tmp) {
     if (!idp) await startIdp();
     const p = ghPorts.get(key);
     const args = ghArgs(p, extra);
-    const proc = procs.start(key, cpus, process.execPath, [...opt.nodeArgs, CLI, ...args], { cwd: ROOT });
+    const proc = procs.start(
+      key,
+      cpus,
+      process.execPath,
+      [...START_NODE_FLAGS, ...opt.nodeArgs, CLI, ...args],
+      {
+        cwd: ROOT,
+      },
+    );
     const base = `http://127.0.0.1:${p}`;
     // /ready, not /ping: until OIDC discovery has succeeded a bearer token cannot be verified (401), and
     // on a slow machine discovery can finish well after the listener is up.
@@ -674,7 +689,7 @@ async function main() {
       cli: 'dist/cli.js',
       args: run.ghArgs(),
       extraArgs: opt.extraArgs,
-      nodeArgs: opt.nodeArgs,
+      nodeArgs: [...START_NODE_FLAGS, ...opt.nodeArgs],
     };
     await run.closeIdp();
     procs.killAll();

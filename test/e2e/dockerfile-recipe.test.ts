@@ -201,7 +201,12 @@ t.test('the Dockerfile recipe, replayed step by step', { timeout: 300_000 }, asy
   const imagePort = /:(\d+)$/.exec(address)?.[1];
   t.equal(one(runtime, 'EXPOSE'), imagePort, 'EXPOSE matches the listen address');
   t.equal(one(runtime, 'USER'), '10001:10001', 'a numeric non-root uid');
-  t.same(execForm(one(runtime, 'ENTRYPOINT')), ['node', 'dist/cli.js'], 'ENTRYPOINT');
+  // The image starts gatehouse exactly as `npm start` does (same Node.js flags), which is what the bench measures.
+  const startScript = (
+    JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts: { start: string } }
+  ).scripts.start;
+  t.same(execForm(one(runtime, 'ENTRYPOINT')), startScript.split(' '), 'ENTRYPOINT is `npm start`');
+  t.match(startScript, /^node (--[\w-]+=\S+ )*dist\/cli\.js$/, 'npm start: node [flags] dist/cli.js');
   const health = /CMD (\[.*\])$/.exec(one(runtime, 'HEALTHCHECK'))?.[1];
   const healthCmd = execForm(health ?? '[]');
   t.match(healthCmd.join(' '), new RegExp(`127\\.0\\.0\\.1:${imagePort}/ping`), 'HEALTHCHECK asks /ping');
