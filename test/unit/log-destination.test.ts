@@ -11,6 +11,10 @@ function tempFile(): { path: string; fd: number } {
   return { path, fd: openSync(path, 'w') };
 }
 
+/** A destination that writes only when told to (flushSync), for exact assertions. */
+const manual = (fd: number) =>
+  createBatchDestination({ fd, minLength: 1 << 20, maxPending: 1 << 22, flushEveryMs: 60_000 });
+
 async function until(cond: () => boolean, ms = 3000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond() && Date.now() < end) await delay(5);
@@ -41,12 +45,7 @@ t.test('the timer writes a quiet batch; flushSync writes what is pending at once
   await until(() => readFileSync(f.path, 'utf8') === 'quiet\n');
   t.equal(readFileSync(f.path, 'utf8'), 'quiet\n', 'written by the interval');
   const g = tempFile();
-  const e = createBatchDestination({
-    fd: g.fd,
-    minLength: 1 << 20,
-    maxPending: 1 << 22,
-    flushEveryMs: 60_000,
-  });
+  const e = manual(g.fd);
   e.write('exit ✓\n');
   e.flushSync();
   t.equal(readFileSync(g.path, 'utf8'), 'exit ✓\n', 'synchronously, as UTF-8');
@@ -91,12 +90,7 @@ t.test('a closed descriptor loses the batch without throwing', async (t) => {
 
 t.test('pino writes complete JSON lines through it', async (t) => {
   const f = tempFile();
-  const d = createBatchDestination({
-    fd: f.fd,
-    minLength: 1 << 20,
-    maxPending: 1 << 22,
-    flushEveryMs: 60_000,
-  });
+  const d = manual(f.fd);
   const log = pino({ base: { pid: 1 } }, d);
   log.info({ path: '/oauth2/auth', status: 401 }, 'request');
   log.warn('second');
