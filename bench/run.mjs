@@ -588,12 +588,34 @@ async function runSoak(run, opt, results) {
     finished = true;
   };
   load.then(finish, finish);
+  // RSS of a collected heap swings with where the GC cycle is when it is read, so each minute is sampled
+  // every 5 s and summarised by its median (min and max are kept too).
+  const SAMPLE_MS = 5000;
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
   for (let m = 1; m <= opt.soakMinutes && !finished; m++) {
-    const wait = started + m * 60_000 - Date.now();
-    await Promise.race([delay(Math.max(0, wait)), load.catch(() => undefined)]);
-    if (finished) break;
-    samples.push({ minute: m, rssMiB: rssMiB(s.proc.pid) });
-    process.stderr.write(`bench: soak minute ${m}: RSS ${samples.at(-1).rssMiB?.toFixed(1)} MiB\n`);
+    const reads = [];
+    for (let k = 1; k <= 60_000 / SAMPLE_MS && !finished; k++) {
+      const wait = started + (m - 1) * 60_000 + k * SAMPLE_MS - Date.now();
+      await Promise.race([delay(Math.max(0, wait)), load.catch(() => undefined)]);
+      if (finished) break;
+      const r = rssMiB(s.proc.pid);
+      if (r !== null) reads.push(r);
+    }
+    if (finished || reads.length === 0) break;
+    samples.push({
+      minute: m,
+      rssMiB: median(reads),
+      minMiB: Math.min(...reads),
+      maxMiB: Math.max(...reads),
+      reads: reads.length,
+    });
+    const x = samples.at(-1);
+    process.stderr.write(
+      `bench: soak minute ${m}: RSS median ${x.rssMiB.toFixed(1)} MiB (${x.minMiB.toFixed(1)}–${x.maxMiB.toFixed(1)}, ${x.reads} reads)\n`,
+    );
   }
   const w = await load;
   checkLoad(w, 202);

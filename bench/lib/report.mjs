@@ -70,7 +70,7 @@ export function formatTable(results) {
     const s = results.soak;
     out.push('');
     out.push(
-      `soak (${s.minutes} min, ${fmtInt(s.reqPerSec)} req/s): RSS MiB per minute ${s.samples
+      `soak (${s.minutes} min, ${fmtInt(s.reqPerSec)} req/s): median RSS MiB per minute ${s.samples
         .map((x) => x.rssMiB.toFixed(1))
         .join(' ')}`,
     );
@@ -134,7 +134,7 @@ function chartSections(results) {
   if (results.soak?.samples) {
     const s = results.soak;
     sections.push({
-      title: `soak: RSS per minute under load (MiB), ${fmtInt(s.reqPerSec)} req/s · minute ${s.minutes} / minute 2 = ${fmtRatio(s.growth)}× (<= ${s.budget})`,
+      title: `soak: median RSS per minute under load (MiB), ${fmtInt(s.reqPerSec)} req/s · minute ${s.minutes} / minute 2 = ${fmtRatio(s.growth)}× (<= ${s.budget})`,
       rows: s.samples.map((x) => ({
         label: `minute ${x.minute}`,
         value: x.rssMiB,
