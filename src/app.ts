@@ -7,7 +7,7 @@ import { createAllowRules, createApiRouteMatcher, isAjax } from './authz/allow.j
 import { createDecider, createHeaderWriter } from './authz/decide.js';
 import { createEmailValidator } from './authz/email.js';
 import { createGroupCheck } from './authz/groups.js';
-import { parseQueryConstraints, queryConstraintsPass } from './authz/query.js';
+import { compileQueryConstraints, parseQueryConstraints } from './authz/query.js';
 import type { Config } from './config/options.js';
 import { staticUpstreamCode } from './config/upstream.js';
 import { createCookieCodec } from './cookies/codec.js';
@@ -23,6 +23,7 @@ import { createForwardedTrust } from './redirect/request.js';
 import { createRedirectValidator } from './redirect/validate.js';
 import { createCookieSessionStore } from './sessions/cookie-store.js';
 import { createSessionLoader } from './sessions/loader.js';
+import { createLru } from './sessions/lru.js';
 import { createRedisSessionStore, selfTest } from './sessions/redis-store.js';
 import type { Session } from './sessions/session.js';
 import type { SessionStore } from './sessions/store.js';
@@ -126,6 +127,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
 }
 
 const ALWAYS = () => true;
+const QUERY_CACHE_SIZE = 256;
+const QUERY_CACHE_MAX_CHARS = 1024;
 
 /** Builds every service once from the config. Throws only for start-up failures (e.g. a missing file). */
 export async function buildServices(
@@ -302,6 +305,7 @@ export async function buildServices(
     excludeLoggingPaths: new Set(c.excludeLoggingPaths),
   };
   const refresher = c.cookieRefresh > 0 ? oidc : undefined;
+  const queryChecks = createLru<(s: Session) => boolean>(QUERY_CACHE_SIZE);
   const services: Services = {
     opts,
     log,
@@ -337,8 +341,14 @@ export async function buildServices(
     validRedirect,
     queryFilter: (rawQuery) => {
       if (rawQuery === '') return ALWAYS;
-      const q = parseQueryConstraints(rawQuery);
-      return (s: Session) => queryConstraintsPass(q, s);
+      // A fronting proxy sends the same few query strings over and over (one per protected location):
+      // their compiled checks are kept, bounded; long queries are compiled each time and not kept.
+      const cacheable = rawQuery.length <= QUERY_CACHE_MAX_CHARS;
+      const hit = cacheable ? queryChecks.get(rawQuery, 0) : undefined;
+      if (hit !== undefined) return hit;
+      const check: (s: Session) => boolean = compileQueryConstraints(parseQueryConstraints(rawQuery));
+      if (cacheable) queryChecks.set(rawQuery, check, Number.POSITIVE_INFINITY);
+      return check;
     },
     emailValid: emails.valid,
     groupsAllowed,

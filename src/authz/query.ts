@@ -52,31 +52,41 @@ export function parseQueryConstraints(rawQuery: string): QueryConstraints {
 }
 
 /**
- * Applies query constraints to a session (COMPAT §5.3.2): AND across the three, OR within one. Groups:
- * some session group is listed. Emails: the session email is listed exactly (case-sensitive). Domains:
- * the email splits on `@` into exactly two parts and the domain passes the whitelist matcher (§4.4) as
- * hostname with port `''`.
+ * Compiles query constraints into a check of a session (COMPAT §5.3.2): AND across the three, OR within
+ * one. Groups: some session group is listed. Emails: the session email is listed exactly (case-sensitive).
+ * Domains: the email splits on `@` into exactly two parts and the domain passes the whitelist matcher
+ * (§4.4) as hostname with port `''`. The domain matcher is built here, once, not per session checked.
  */
+export function compileQueryConstraints(
+  c: QueryConstraints,
+): (session: { email: string; groups: readonly string[] }) => boolean {
+  if (c === NO_QUERY_CONSTRAINTS) return () => true;
+  const domainOk = c.domains.length > 0 ? compileWhitelist(c.domains) : undefined;
+  return (session) => {
+    if (c.groups.size > 0) {
+      let ok = false;
+      for (const g of session.groups) {
+        if (c.groups.has(g)) {
+          ok = true;
+          break;
+        }
+      }
+      if (!ok) return false;
+    }
+    if (c.emails.size > 0 && !c.emails.has(session.email)) return false;
+    if (domainOk !== undefined) {
+      const parts = session.email.split('@');
+      if (parts.length !== 2) return false;
+      if (!domainOk(parts[1]!, '')) return false;
+    }
+    return true;
+  };
+}
+
+/** {@link compileQueryConstraints} for one session. */
 export function queryConstraintsPass(
   c: QueryConstraints,
   session: { email: string; groups: readonly string[] },
 ): boolean {
-  if (c === NO_QUERY_CONSTRAINTS) return true;
-  if (c.groups.size > 0) {
-    let ok = false;
-    for (const g of session.groups) {
-      if (c.groups.has(g)) {
-        ok = true;
-        break;
-      }
-    }
-    if (!ok) return false;
-  }
-  if (c.emails.size > 0 && !c.emails.has(session.email)) return false;
-  if (c.domains.length > 0) {
-    const parts = session.email.split('@');
-    if (parts.length !== 2) return false;
-    if (!compileWhitelist(c.domains)(parts[1]!, '')) return false;
-  }
-  return true;
+  return compileQueryConstraints(c)(session);
 }
