@@ -17,6 +17,7 @@ import { createHttpServer, type TlsOptions } from './http/server.js';
 import type { HttpOptions, Observer, Services } from './http/services.js';
 import { createCookieDomainChooser } from './http/util.js';
 import { createOidcClient } from './oidc/client.js';
+import { readPublicKeyFile } from './oidc/keys.js';
 import type { OidcClient } from './oidc/types.js';
 import { createRedirectChooser } from './redirect/director.js';
 import { createForwardedTrust } from './redirect/request.js';
@@ -222,6 +223,12 @@ export async function buildServices(
       redeemUrl: c.redeemUrl,
       profileUrl: c.profileUrl,
       jwksUrl: c.oidcJwksUrl,
+      publicKeys: c.oidcPublicKeyFiles.map((path) => {
+        const key = readPublicKeyFile(path);
+        // validate.ts checked every file at start; one that changed since is a start-up error.
+        if (key instanceof Error) throw new Error(`--oidc-public-key-file ${path}: ${key.message}`);
+        return key;
+      }),
       scope: c.scope,
       allowedGroups: c.allowedGroups,
       codeChallengeMethod: c.codeChallengeMethod as '' | 'S256' | 'plain',

@@ -253,7 +253,7 @@ export const OPTION_LIST = [
   str('oidc_issuer_url', '', { group: 'provider', help: 'OpenID Connect issuer URL (required)' }),
   bool('skip_oidc_discovery', false, {
     group: 'provider',
-    help: 'do not fetch discovery; needs --login-url, --redeem-url and --oidc-jwks-url',
+    help: 'do not fetch discovery; needs --login-url, --redeem-url and --oidc-jwks-url or --oidc-public-key-file',
   }),
   str('login_url', '', { group: 'provider', help: 'authorization endpoint' }),
   str('redeem_url', '', { group: 'provider', help: 'token endpoint' }),
@@ -261,10 +261,9 @@ export const OPTION_LIST = [
   str('validate_url', '', { group: 'provider', help: 'access-token validation endpoint' }),
   str('oidc_jwks_url', '', { group: 'provider', help: 'JWKS endpoint' }),
   list('oidc_public_key_files', [], {
-    support: 'reject',
     group: 'provider',
     flag: 'oidc-public-key-file',
-    help: 'PEM public keys instead of the JWKS',
+    help: 'PEM public key or certificate file used instead of the JWKS (repeatable; read at start)',
   }),
   str('redirect_url', '', {
     group: 'provider',

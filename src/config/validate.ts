@@ -4,6 +4,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { parseSkipAuthRoute } from '../authz/allow.js';
 import { compileIpMatcher } from '../authz/ip.js';
 import { compileLinearRegex } from '../authz/regex.js';
+import { readPublicKeyFile } from '../oidc/keys.js';
 import { tryParseListenAddress } from './listen.js';
 import { type Config, type ConfigField, OPTION_LIST } from './options.js';
 import { cookieSecretError } from './secret.js';
@@ -110,18 +111,25 @@ function checkProvider(c: Config, p: Problems): void {
   for (const f of ['loginUrl', 'redeemUrl', 'profileUrl', 'validateUrl', 'oidcJwksUrl'] as const) {
     if (c[f] !== '' && !httpUrl(c[f])) p.error(f, 'must be an http(s) URL');
   }
+  const keyFiles = c.oidcPublicKeyFiles.length > 0;
   if (c.skipOidcDiscovery) {
     if (c.loginUrl === '') p.conflict(['skipOidcDiscovery', 'loginUrl'], 'missing setting: login-url');
     if (c.redeemUrl === '') p.conflict(['skipOidcDiscovery', 'redeemUrl'], 'missing setting: redeem-url');
-    if (c.oidcJwksUrl === '')
-      p.conflict(['skipOidcDiscovery', 'oidcJwksUrl'], 'missing setting: oidc-jwks-url');
+    if (c.oidcJwksUrl === '' && !keyFiles)
+      p.conflict(
+        ['skipOidcDiscovery', 'oidcJwksUrl', 'oidcPublicKeyFiles'],
+        'missing setting: oidc-jwks-url or oidc-public-key-file',
+      );
   }
-  // Keys given as PEM files are not wired into the verifier yet: refuse rather than silently ignore them.
-  if (c.oidcPublicKeyFiles.length > 0) {
-    p.error(
-      'oidcPublicKeyFiles',
-      'not supported by gatehouse: publish the keys as a JWKS and use --oidc-jwks-url',
+  if (keyFiles && c.oidcJwksUrl !== '') {
+    p.conflict(
+      ['oidcJwksUrl', 'oidcPublicKeyFiles'],
+      'oidc-jwks-url and oidc-public-key-file are mutually exclusive',
     );
+  }
+  for (const path of c.oidcPublicKeyFiles) {
+    const key = readPublicKeyFile(path);
+    if (key instanceof Error) p.error('oidcPublicKeyFiles', key.message, path);
   }
   if (c.redirectUrl !== '' && !parsableRedirectUrl(c.redirectUrl)) {
     p.error('redirectUrl', 'unparsable redirect URL: expected an http(s) URL or an absolute path');

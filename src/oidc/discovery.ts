@@ -13,6 +13,7 @@ import {
 } from 'openid-client';
 import type { FetchFn } from './fetch.js';
 import { remoteJwks, signingAlgs } from './jwt.js';
+import { staticKeySet } from './keys.js';
 import type { OidcLogger, OidcOptions } from './types.js';
 
 /** Everything the client needs once the provider is known. Immutable. */
@@ -46,8 +47,10 @@ const isHttp = (u: string | undefined): boolean => typeof u === 'string' && u.st
 export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<ProviderState> {
   let found: ServerMetadata;
   if (o.skipDiscovery) {
-    if (!o.loginUrl || !o.redeemUrl || !o.jwksUrl) {
-      throw new Error('skip-oidc-discovery needs login-url, redeem-url and oidc-jwks-url');
+    if (!o.loginUrl || !o.redeemUrl || (!o.jwksUrl && o.publicKeys.length === 0)) {
+      throw new Error(
+        'skip-oidc-discovery needs login-url, redeem-url and oidc-jwks-url or oidc-public-key-file',
+      );
     }
     found = { issuer: o.issuerUrl };
   } else {
@@ -71,7 +74,8 @@ export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<Pr
     ...(o.profileUrl ? { userinfo_endpoint: o.profileUrl } : {}),
     ...(o.jwksUrl ? { jwks_uri: o.jwksUrl } : {}),
   };
-  if (!meta.authorization_endpoint || !meta.token_endpoint || !meta.jwks_uri) {
+  const staticKeys = o.publicKeys.length > 0;
+  if (!meta.authorization_endpoint || !meta.token_endpoint || (!meta.jwks_uri && !staticKeys)) {
     throw new Error('provider metadata lacks authorization_endpoint, token_endpoint or jwks_uri');
   }
   const algorithms = signingAlgs(o.enabledSigningAlgs, meta.id_token_signing_alg_values_supported ?? []);
@@ -100,7 +104,8 @@ export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<Pr
     hasUserinfo: typeof meta.userinfo_endpoint === 'string' && meta.userinfo_endpoint !== '',
     pkceMethods: meta.code_challenge_methods_supported ?? [],
     algorithms,
-    jwks: remoteJwks(meta.jwks_uri, fetchFn),
+    // PEM keys, when given, replace the JWKS (oauth2-proxy: a static key set instead of the remote one).
+    jwks: staticKeys ? staticKeySet(o.publicKeys) : remoteJwks(meta.jwks_uri as string, fetchFn),
   };
 }
 

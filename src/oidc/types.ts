@@ -1,4 +1,5 @@
 // The OIDC client's public contract: options, results and the OidcClient interface (COMPAT.md §6).
+import type { KeyObject } from 'node:crypto';
 import type { Session } from '../sessions/session.js';
 
 /** Provider options, one field per oauth2-proxy flag (COMPAT.md §8.2, §6). */
@@ -11,6 +12,8 @@ export interface OidcOptions {
   redeemUrl: string;
   profileUrl: string;
   jwksUrl: string;
+  /** `--oidc-public-key-file` keys; when given they replace the JWKS (as oauth2-proxy's static key set). */
+  publicKeys: readonly KeyObject[];
   /** '' → 'openid email profile' (+ ' groups' when allowedGroups is non-empty), §6.2. */
   scope: string;
   allowedGroups: readonly string[];

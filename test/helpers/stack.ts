@@ -81,6 +81,8 @@ export interface StackOptions {
    * Its registered redirect URIs are the other stack's, so log in through that stack.
    */
   readonly existingIdp?: DevIdp;
+  /** Extra arguments that depend on the started IdP (e.g. a file holding its public key). */
+  readonly argsFor?: (idp: DevIdp) => string[];
   readonly now?: () => number;
   /**
    * Origin the browser reaches gatehouse at when a proxy fronts it (e.g. `http://127.0.0.1:<nginx port>`):
@@ -110,6 +112,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     ...gatehouseArgs(idp.issuer, ghPort),
     `--redirect-url=${pub}/oauth2/callback`,
     ...(o.args ?? []),
+    ...(o.argsFor?.(idp) ?? []),
   ];
   // Like Dex, the dev IdP releases `groups` only for the `groups` scope.
   if (!argv.some((a) => a.startsWith('--scope'))) argv.push('--scope=openid email profile groups');

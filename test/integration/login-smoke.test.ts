@@ -1,3 +1,7 @@
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { startStack } from '../helpers/stack.js';
 
@@ -24,3 +28,30 @@ t.test('login through the real IdP, then /oauth2/auth and userinfo', async (t) =
   const anon = await s.request('/oauth2/auth');
   t.equal(anon.status, 401);
 });
+
+t.test(
+  '--skip-oidc-discovery with --oidc-public-key-file: login and /oauth2/auth through gatehouse',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'gh-pem-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const s = await startStack({
+      args: ['--skip-oidc-discovery', '--set-xauthrequest'],
+      argsFor: (idp) => {
+        const pem = join(dir, 'idp.pem');
+        const key = createPublicKey({ key: idp.publicJwks.keys[0] as JsonWebKey, format: 'jwk' });
+        writeFileSync(pem, key.export({ type: 'spki', format: 'pem' }) as string);
+        return [
+          `--login-url=${idp.issuer}/auth`,
+          `--redeem-url=${idp.issuer}/token`,
+          `--oidc-public-key-file=${pem}`,
+        ];
+      },
+    });
+    t.teardown(() => s.close());
+    const { jar, callback } = await s.login('alice');
+    t.equal(callback.status, 302, 'the ID token verified with the PEM key');
+    const auth = await s.request('/oauth2/auth', { jar });
+    t.equal(auth.status, 202);
+    t.equal(auth.headers.get('x-auth-request-email'), 'alice@example.com');
+  },
+);

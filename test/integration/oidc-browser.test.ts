@@ -38,6 +38,7 @@ t.test(
         redeemUrl: '',
         profileUrl: '',
         jwksUrl: '',
+        publicKeys: [],
         scope: '',
         allowedGroups: ['admins'],
         codeChallengeMethod: '',

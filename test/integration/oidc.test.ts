@@ -1,8 +1,8 @@
 // The OIDC client against the real dev OpenID Provider over real sockets (COMPAT.md §0.3, §0.4, §1.8, §6).
 import { execFileSync } from 'node:child_process';
-import { createHash, createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createTcpServer } from 'node:net';
@@ -52,6 +52,7 @@ function options(issuerUrl: string, over: Partial<OidcOptions> = {}): OidcOption
     redeemUrl: '',
     profileUrl: '',
     jwksUrl: '',
+    publicKeys: [],
     scope: '',
     allowedGroups: [],
     codeChallengeMethod: '',
@@ -698,6 +699,75 @@ t.test('oidc client against the dev IdP', async (t) => {
     t.equal(broken.ready(), false, 'missing endpoints never become ready');
     broken.close();
     await t.rejects(broken.whenReady());
+  });
+
+  t.test('--oidc-public-key-file: PEM keys instead of the JWKS, with and without discovery', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'gh-pem-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const idpKey = createPublicKey({
+      key: idp.publicJwks.keys[0] as import('node:crypto').JsonWebKey,
+      format: 'jwk',
+    });
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const { readPublicKeyFile } = await import('../../src/oidc/keys.js');
+    const write = async (name: string, text: string) => {
+      const path = join(dir, name);
+      await writeFile(path, text);
+      return path;
+    };
+    const idpPem = await write('idp.pem', idpKey.export({ type: 'spki', format: 'pem' }) as string);
+    const otherPem = await write(
+      'other.pem',
+      other.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+    );
+    const keyOf = (path: string) => {
+      const k = readPublicKeyFile(path);
+      if (k instanceof Error) throw k;
+      return k;
+    };
+
+    // Without discovery: endpoints by flag, keys from PEM (the other key first: the right one is found).
+    const { client } = await readyClient(t, idp.issuer, {
+      skipDiscovery: true,
+      loginUrl: `${idp.issuer}/auth`,
+      redeemUrl: `${idp.issuer}/token`,
+      publicKeys: [keyOf(otherPem), keyOf(idpPem)],
+    });
+    const { ls, code } = await loginAs(idp, client, 'alice');
+    const r = await client.redeem({ code, redirectUri: REDIRECT, ...ls });
+    t.match(r, { ok: true, session: { user: 'alice' } }, 'login: the ID token verifies with the PEM key');
+    const token = await idp.signToken({ sub: 'svc', aud: TEST_CLIENT_ID });
+    t.match(await client.verifyBearer(token), { user: 'svc' }, 'bearer tokens too');
+
+    // Only a key the IdP does not sign with: nothing verifies, login fails closed.
+    const { client: wrong } = await readyClient(t, idp.issuer, {
+      skipDiscovery: true,
+      loginUrl: `${idp.issuer}/auth`,
+      redeemUrl: `${idp.issuer}/token`,
+      publicKeys: [keyOf(otherPem)],
+    });
+    const second = await loginAs(idp, wrong, 'alice');
+    t.match(await wrong.redeem({ code: second.code, redirectUri: REDIRECT, ...second.ls }), { ok: false });
+    t.equal(await wrong.verifyBearer(await idp.signToken({ sub: 'svc', aud: TEST_CLIENT_ID })), undefined);
+
+    // With discovery, the PEM keys still replace the discovered JWKS (oauth2-proxy's static key set).
+    const { client: discovered } = await readyClient(t, idp.issuer, { publicKeys: [keyOf(otherPem)] });
+    t.equal(
+      await discovered.verifyBearer(await idp.signToken({ sub: 'svc', aud: TEST_CLIENT_ID })),
+      undefined,
+      'the JWKS is not consulted when PEM keys are given',
+    );
+
+    // What the file may hold.
+    const cert = await write(
+      'private.pem',
+      other.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    );
+    t.match(readPublicKeyFile(cert), { message: /private key/ }, 'a private key is refused');
+    t.match(readPublicKeyFile(await write('junk.pem', 'hello')), { message: /not a PEM public key/ });
+    t.match(readPublicKeyFile(join(dir, 'missing.pem')), { message: /cannot be read \(ENOENT\)/ });
+    const pkcs1 = await write('pkcs1.pem', idpKey.export({ type: 'pkcs1', format: 'pem' }) as string);
+    t.notOk(readPublicKeyFile(pkcs1) instanceof Error, 'PKCS#1 RSA public keys are read');
   });
 
   t.test('issuer mismatch fails discovery unless verification is skipped (§6.1)', async (t) => {

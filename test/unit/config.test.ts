@@ -371,12 +371,17 @@ t.test('each §8.3 check', async (t) => {
     [
       'skip discovery',
       ['--skip-oidc-discovery'],
-      /missing setting: login-url[\s\S]*missing setting: redeem-url[\s\S]*missing setting: oidc-jwks-url/,
+      /missing setting: login-url[\s\S]*missing setting: redeem-url[\s\S]*missing setting: oidc-jwks-url or oidc-public-key-file/,
     ],
     [
-      'public key files are refused, not ignored',
-      ['--oidc-public-key-file=/k.pem'],
-      /--oidc-public-key-file .*not supported by gatehouse/,
+      'an unreadable public key file',
+      ['--oidc-public-key-file=/nonexistent/k.pem'],
+      /--oidc-public-key-file .*cannot be read \(ENOENT\)/,
+    ],
+    [
+      'jwks url and public key files together',
+      ['--oidc-jwks-url=https://idp.example.com/jwks', '--oidc-public-key-file=/nonexistent/k.pem'],
+      /oidc-jwks-url and oidc-public-key-file are mutually exclusive/,
     ],
     [
       'minimal + refresh',
