@@ -34,6 +34,11 @@ export interface DevIdpOptions {
   idTokenTtl?: number;
   /** true: an HTML login form for browsers; false (default): only the headless `login()` helper. */
   interactive?: boolean;
+  /**
+   * true: scope claims (email, groups, …) only at the userinfo endpoint, not in the code flow's ID token,
+   * as strictly conforming providers do. Default false: they are in the ID token too.
+   */
+  conformIdTokenClaims?: boolean;
 }
 
 export interface DevIdp {
@@ -150,7 +155,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     })),
     jwks: { keys: [privateJwk] },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
-    conformIdTokenClaims: false,
+    conformIdTokenClaims: opts.conformIdTokenClaims ?? false,
     scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
     claims: {
       openid: ['sub'],

@@ -58,6 +58,7 @@ export interface TestIdpOptions {
   interactive?: boolean;
   accessTokenTtl?: number;
   idTokenTtl?: number;
+  conformIdTokenClaims?: boolean;
 }
 
 /**
@@ -79,5 +80,6 @@ export function startTestIdp(o: TestIdpOptions): Promise<DevIdp> {
     ...(o.interactive !== undefined ? { interactive: o.interactive } : {}),
     ...(o.accessTokenTtl !== undefined ? { accessTokenTtl: o.accessTokenTtl } : {}),
     ...(o.idTokenTtl !== undefined ? { idTokenTtl: o.idTokenTtl } : {}),
+    ...(o.conformIdTokenClaims !== undefined ? { conformIdTokenClaims: o.conformIdTokenClaims } : {}),
   });
 }

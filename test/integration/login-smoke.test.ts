@@ -55,3 +55,32 @@ t.test(
     t.equal(auth.headers.get('x-auth-request-email'), 'alice@example.com');
   },
 );
+
+t.test(
+  'claims missing from the ID token come from userinfo (§6.4), unless --skip-claims-from-profile-url',
+  async (t) => {
+    // A strictly conforming provider: email and groups only at userinfo, not in the code flow's ID token.
+    const s = await startStack({ args: ['--set-xauthrequest'], idp: { conformIdTokenClaims: true } });
+    t.teardown(() => s.close());
+    const { jar, callback } = await s.login('alice');
+    t.equal(callback.status, 302, await callback.clone().text());
+    const idToken =
+      (await (await s.request('/oauth2/auth', { jar })).headers.get('x-auth-request-user')) ?? '';
+    t.equal(idToken, 'alice');
+    const auth = await s.request('/oauth2/auth', { jar });
+    t.equal(auth.status, 202);
+    t.equal(auth.headers.get('x-auth-request-email'), 'alice@example.com', 'email from userinfo');
+    t.equal(auth.headers.get('x-auth-request-groups'), 'admins,staff', 'groups from userinfo');
+
+    const skip = await startStack({
+      args: ['--set-xauthrequest', '--skip-claims-from-profile-url'],
+      idp: { conformIdTokenClaims: true },
+    });
+    t.teardown(() => skip.close());
+    const noClaims = await skip.login('alice');
+    // COMPAT.md §6.5 has 500 here; gatehouse answers every failed login with its 403 error page (issue 4).
+    t.equal(noClaims.callback.status, 403, 'without userinfo there is no email: the login fails');
+    t.match(await noClaims.callback.text(), /did not send an email address/);
+    t.same(noClaims.jar.sessionNames(), [], 'and no session cookie is set');
+  },
+);
