@@ -33,8 +33,8 @@ export interface HeaderOptions {
 }
 
 /** Compiles the identity-header writer once from the flags (COMPAT.md §2.2–2.5). */
-export function createHeaderWriter(o: HeaderOptions): (s: Session) => (readonly [string, string])[] {
-  return (s) => {
+export function createHeaderWriter(o: HeaderOptions): (s: Session) => readonly (readonly [string, string])[] {
+  const build = (s: Session): readonly (readonly [string, string])[] => {
     const h: (readonly [string, string])[] = [['GAP-Auth', s.email || s.user]];
     if (o.setXAuthRequest) {
       if (s.user) h.push(['X-Auth-Request-User', s.user]);
@@ -50,6 +50,17 @@ export function createHeaderWriter(o: HeaderOptions): (s: Session) => (readonly 
     }
     if (o.setAuthorizationHeader && s.idToken) auth.push(`Bearer ${s.idToken}`);
     if (auth.length > 0) h.push(['Authorization', auth.join(',')]);
+    return Object.freeze(h);
+  };
+  // Cached sessions are the same (frozen) object on every request: their headers are built once. A
+  // WeakMap, so an entry goes when the session object does.
+  const memo = new WeakMap<Session, readonly (readonly [string, string])[]>();
+  return (s) => {
+    let h = memo.get(s);
+    if (h === undefined) {
+      h = build(s);
+      memo.set(s, h);
+    }
     return h;
   };
 }
@@ -70,7 +81,7 @@ export interface DecideInput {
 export interface DeciderOptions {
   readonly emailValid: (email: string) => boolean;
   readonly groupsAllowed: (groups: readonly string[]) => boolean;
-  readonly headers: (s: Session) => (readonly [string, string])[];
+  readonly headers: (s: Session) => readonly (readonly [string, string])[];
 }
 
 const EMPTY: readonly (readonly [string, string])[] = [];

@@ -155,6 +155,17 @@ t.test('header writer: the §2 header set per flag combination', async (t) => {
   );
 });
 
+t.test('header writer: built once per session object, frozen', async (t) => {
+  const write = createHeaderWriter({ ...NO_FLAGS, setXAuthRequest: true });
+  const a = session();
+  const first = write(a);
+  t.equal(write(a), first, 'the same session object gets the same header list');
+  t.ok(Object.isFrozen(first), 'which callers cannot change');
+  const b = session({ email: 'other@example.com' });
+  t.not(write(b), first, 'another session object gets its own');
+  t.match(write(b), [['GAP-Auth', 'other@example.com']]);
+});
+
 t.test('decider: COMPAT.md §1.5.1 steps 2–6', async (t) => {
   const calls: string[] = [];
   const decide = createDecider({
