@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env node
 // Command line: argv/env/file → config → servers; signals and exit codes.
 import cluster from 'node:cluster';
 import pino from 'pino';
