@@ -165,13 +165,13 @@ export function createSessionLoader(
 
   const loadSync = o.store.loadSync?.bind(o.store);
   const bearerOn = o.skipJwtBearerTokens && o.bearer !== undefined;
+  const cachedBearer = bearerOn ? o.bearer?.cachedBearer?.bind(o.bearer) : undefined;
 
   /**
    * The hot path: a store that needs no I/O, no bearer token to verify, no refresh due and nothing to
-   * clear is answered without a promise. Anything else takes the async path below.
+   * clear is answered without a promise; so is a bearer token verified recently. Anything else takes the
+   * async path below.
    */
-  const cachedBearer = bearerOn ? o.bearer?.cachedBearer?.bind(o.bearer) : undefined;
-
   return function load(ctx, authorization) {
     if (bearerOn && authorization !== undefined) {
       const token = cachedBearer === undefined ? undefined : bearerTokenFrom(authorization);
