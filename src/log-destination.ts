@@ -30,6 +30,8 @@ export interface BatchDestinationOptions {
   readonly onDrop?: (count: number) => void;
 }
 
+const SYNC_EAGAIN_RETRIES = 10_000;
+
 export function createBatchDestination(o: BatchDestinationOptions): BatchDestination {
   // Lines are encoded straight into a chunk buffer, so no string outlives the call that logged it (a
   // retained string would survive young-generation collections and end up in the old generation).
@@ -122,11 +124,14 @@ export function createBatchDestination(o: BatchDestinationOptions): BatchDestina
       for (let b = queued.shift(); b !== undefined; b = queued.shift()) {
         queuedBytes -= b.length;
         let off = 0;
-        while (off < b.length) {
+        // A non-blocking stdout whose reader is stuck answers EAGAIN for ever: retry a bounded number of
+        // times, then give the rest up rather than spin at exit.
+        for (let again = 0; off < b.length && again < SYNC_EAGAIN_RETRIES; ) {
           try {
             off += writeSync(o.fd, b, off, b.length - off);
           } catch (e) {
             if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') break;
+            again++;
           }
         }
       }
