@@ -24,7 +24,7 @@ const PACKAGES = [
 /** The lines from `missing=()` up to the install step, followed by a print of what was found missing. */
 function detection(): string {
   const start = script.indexOf('missing=()');
-  const end = script.indexOf('if [ ${#missing[@]}');
+  const end = script.indexOf('\nif [ ');
   if (start < 0 || end < start) throw new Error('.ci/run: detection block not found');
   return `${script.slice(start, end)}\necho "MISSING:\${missing[*]}"\n`;
 }
