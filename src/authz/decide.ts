@@ -32,6 +32,20 @@ export interface HeaderOptions {
   readonly preferEmailToUser: boolean;
 }
 
+const PLAIN_VALUE = /^[\t\x20-\x7e]*$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/g;
+
+/**
+ * A claim as a header value the way Go's net/http writes it: CR, LF (and here every other control
+ * character, which Node refuses to send) become a space, and the rest goes out as its UTF-8 bytes. Without
+ * this, one IdP claim outside Latin-1 (a group named 日本) would make every answer for that user a 500.
+ */
+export function headerValueOf(v: string): string {
+  if (PLAIN_VALUE.test(v)) return v;
+  return Buffer.from(v.replace(CONTROL, ' '), 'utf8').toString('latin1');
+}
+
 /** Compiles the identity-header writer once from the flags (COMPAT.md §2.2–2.5). */
 export function createHeaderWriter(o: HeaderOptions): (s: Session) => readonly (readonly [string, string])[] {
   const build = (s: Session): readonly (readonly [string, string])[] => {
@@ -50,7 +64,7 @@ export function createHeaderWriter(o: HeaderOptions): (s: Session) => readonly (
     }
     if (o.setAuthorizationHeader && s.idToken) auth.push(`Bearer ${s.idToken}`);
     if (auth.length > 0) h.push(['Authorization', auth.join(',')]);
-    return Object.freeze(h);
+    return Object.freeze(h.map(([k, v]) => [k, headerValueOf(v)] as const));
   };
   // Cached sessions are the same (frozen) object on every request: their headers are built once. A
   // WeakMap, so an entry goes when the session object does.

@@ -166,6 +166,27 @@ t.test('header writer: built once per session object, frozen', async (t) => {
   t.match(write(b), [['GAP-Auth', 'other@example.com']]);
 });
 
+t.test('header writer: claims Node would refuse to send go out as Go writes them', async (t) => {
+  const write = createHeaderWriter({ ...NO_FLAGS, setXAuthRequest: true, passAccessToken: true });
+  const h = new Map(
+    write(
+      session({
+        groups: ['日本', 'staff'],
+        preferredUsername: 'ali\r\nX-Injected: 1',
+        email: 'café@example.com',
+        accessToken: 'a\u0000b\u007fc\td',
+      }),
+    ),
+  );
+  const bytes = (v: string | undefined) => Buffer.from(v ?? '', 'latin1').toString('utf8');
+  t.equal(bytes(h.get('X-Auth-Request-Groups')), '日本,staff', 'UTF-8 bytes, one per character');
+  t.equal(h.get('X-Auth-Request-Preferred-Username'), 'ali  X-Injected: 1', 'CR and LF become spaces');
+  t.equal(bytes(h.get('X-Auth-Request-Email')), 'café@example.com');
+  t.equal(h.get('X-Auth-Request-Access-Token'), 'a b c\td', 'other controls too; a tab stays');
+  t.equal(h.get('X-Auth-Request-User'), 'sub-alice', 'plain values are untouched');
+  for (const [, v] of h) t.match(v, /^[\t\x20-\x7e\x80-\xff]*$/, 'every value is one Node sends');
+});
+
 t.test('decider: COMPAT.md §1.5.1 steps 2–6', async (t) => {
   const calls: string[] = [];
   const decide = createDecider({
