@@ -9,7 +9,8 @@ import type { Loaded } from '../sessions/loader.js';
 import type { Session } from '../sessions/session.js';
 import type { CookieContext } from '../sessions/store.js';
 import { renderErrorPage } from './pages.js';
-import type { Route, RouteContext } from './server.js';
+import type { ReplyLike } from './reply.js';
+import type { CheckContext, Route, RouteContext } from './server.js';
 import type { Services } from './services.js';
 import { headerSafeUrl, NO_CACHE, parseFormStrict, plain } from './util.js';
 
@@ -49,10 +50,10 @@ export function createRoutes(svc: Services) {
   // per request, scavenges at 70 % survival and a mark-compact every half second).
   class LazyCookieContext implements CookieContext {
     readonly cookies: ReadonlyMap<string, string>;
-    #c: RouteContext;
+    #c: CheckContext;
     #domain: string | undefined = undefined;
     #chosen = false;
-    constructor(c: RouteContext) {
+    constructor(c: CheckContext) {
       this.cookies = c.cookies;
       this.#c = c;
     }
@@ -64,11 +65,11 @@ export function createRoutes(svc: Services) {
       return this.#domain;
     }
   }
-  const cookieCtx = (c: RouteContext): CookieContext => new LazyCookieContext(c);
+  const cookieCtx = (c: CheckContext): CookieContext => new LazyCookieContext(c);
 
   const noCache = (reply: FastifyReply) => reply.headers(NO_CACHE);
 
-  const withCookies = (reply: FastifyReply, setCookies: readonly string[]) => {
+  const withCookies = <R extends ReplyLike>(reply: R, setCookies: readonly string[]): R => {
     if (setCookies.length > 0) reply.header('set-cookie', setCookies as string[]);
     return reply;
   };
@@ -92,7 +93,7 @@ export function createRoutes(svc: Services) {
       .send(page);
   }
 
-  const observe = (c: RouteContext, d: Decision) => {
+  const observe = (c: CheckContext, d: Decision) => {
     c.state.reason = d.reason;
     c.state.user = d.user;
     svc.observer?.decision(d.status, d.reason);
@@ -112,7 +113,7 @@ export function createRoutes(svc: Services) {
    * Steps 1–5 of COMPAT.md §1.5.1, shared by /oauth2/auth, the catch-all and userinfo. Synchronous when
    * the session loaded synchronously and nothing must be cleared (the common case); a promise otherwise.
    */
-  function check(c: RouteContext, withQuery: boolean, successStatus: number): Checked | Promise<Checked> {
+  function check(c: CheckContext, withQuery: boolean, successStatus: number): Checked | Promise<Checked> {
     const ctx = cookieCtx(c);
     const loaded = svc.loadSession(ctx, headerOne(c.facts.headers.authorization));
     return loaded instanceof Promise
@@ -121,7 +122,7 @@ export function createRoutes(svc: Services) {
   }
 
   function decideFor(
-    c: RouteContext,
+    c: CheckContext,
     ctx: CookieContext,
     loaded: Loaded,
     withQuery: boolean,
@@ -151,19 +152,22 @@ export function createRoutes(svc: Services) {
     return { d, loaded };
   }
 
-  function writeAuth(c: RouteContext, r: Checked) {
+  function writeAuth<R extends ReplyLike>(c: CheckContext<R>, r: Checked): R {
     const { d } = r;
     observe(c, d);
     const reply = withCookies(c.reply, d.setCookies);
     if (d.status === 202) {
       for (const [k, v] of d.headers) reply.header(k, v);
-      return reply.code(202).send();
+      reply.code(202);
+      reply.send();
+      return reply;
     }
     return plain(reply, d.status === 403 ? 403 : 401);
   }
 
-  // Not an async function: a synchronous answer is sent without a promise or a microtask hop.
-  const auth: Route = (c) => {
+  // Not an async function: a synchronous answer is sent without a promise or a microtask hop. Generic
+  // over the reply: Fastify's for other methods, the fast path's RawReply for GET and HEAD (server.ts).
+  const auth = <R extends ReplyLike>(c: CheckContext<R>): R | Promise<R> => {
     let r: Checked | Promise<Checked>;
     try {
       r = check(c, true, 202);
@@ -178,7 +182,7 @@ export function createRoutes(svc: Services) {
       : writeAuth(c, r);
   };
 
-  function storeDown(c: RouteContext, err: unknown) {
+  function storeDown<R extends ReplyLike>(c: CheckContext<R>, err: unknown): R {
     c.state.reason = 'store_error';
     svc.observer?.decision(500, 'store_error');
     svc.log.debug({ err: err instanceof Error ? err.message : String(err) }, 'session store unavailable');

@@ -1,14 +1,22 @@
 // The Fastify server: one method-agnostic route that dispatches on the raw path (COMPAT.md §1.1).
 import { randomUUID } from 'node:crypto';
-import { createServer as createHttp, type IncomingMessage, METHODS, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttp,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  METHODS,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Reason } from '../authz/decide.js';
 import { parseCookieHeader } from '../cookies/chunks.js';
 import type { RequestFacts } from '../redirect/request.js';
+import { RawReply, type ReplyLike } from './reply.js';
 import { createRoutes } from './routes.js';
 import type { Services } from './services.js';
+import { plain } from './util.js';
 
 /** Per-request state the routes fill in for the log line and metrics. */
 export interface RequestState {
@@ -39,16 +47,20 @@ declare module 'fastify' {
   }
 }
 
-/** Everything a route handler gets about one request. */
-export interface RouteContext {
-  readonly req: FastifyRequest;
-  readonly reply: FastifyReply;
+/** What the auth check needs of one request (served by Fastify or by the fast path). */
+export interface CheckContext<R extends ReplyLike = ReplyLike> {
+  readonly reply: R;
   readonly facts: RequestFacts;
   readonly path: string;
   readonly rawQuery: string;
   readonly cookies: ReadonlyMap<string, string>;
   readonly state: RequestState;
   requestId(): string;
+}
+
+/** Everything a Fastify route handler gets about one request. */
+export interface RouteContext extends CheckContext<FastifyReply> {
+  readonly req: FastifyRequest;
 }
 
 export type Route = (c: RouteContext) => Promise<FastifyReply> | FastifyReply;
@@ -62,15 +74,29 @@ export interface TlsOptions {
   readonly minVersion?: 'TLSv1.2' | 'TLSv1.3';
 }
 
+/** `fastPath: false` sends GET/HEAD /oauth2/auth through Fastify too (a test compares the two paths). */
+export interface ServerOptions {
+  readonly fastPath?: boolean;
+}
+
 /** Builds the main Fastify instance over precompiled services. */
-export function createHttpServer(initial: Services, tls?: TlsOptions): FastifyInstance {
+export function createHttpServer(
+  initial: Services,
+  tls?: TlsOptions,
+  { fastPath = true }: ServerOptions = {},
+): FastifyInstance {
   const app = Fastify({
     logger: false,
     // The proxy's request id (or ours) is tracked in RequestState; Fastify's own id is unused.
     genReqId: () => '',
     return503OnClosing: true,
-    serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
-      tls
+    serverFactory: (fastifyHandler: (req: IncomingMessage, res: ServerResponse) => void) => {
+      // GET and HEAD /oauth2/auth are answered before Fastify sees them (fastAuth); everything else,
+      // including any request while closing (Fastify's 503), goes through Fastify.
+      const handler = (req: IncomingMessage, res: ServerResponse) => {
+        if (closing || !fastPath || !fastAuth(req, res)) fastifyHandler(req, res);
+      };
+      return tls
         ? createHttps(
             {
               key: tls.key,
@@ -80,7 +106,13 @@ export function createHttpServer(initial: Services, tls?: TlsOptions): FastifyIn
             },
             handler,
           )
-        : createHttp({ maxHeaderSize: MAX_HEADER_SIZE }, handler),
+        : createHttp({ maxHeaderSize: MAX_HEADER_SIZE }, handler);
+    },
+  });
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
   });
   for (const m of METHODS) if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
 
@@ -116,6 +148,9 @@ export function createHttpServer(initial: Services, tls?: TlsOptions): FastifyIn
       o,
       routes,
       table,
+      // undefined when a ping or ready path shadows the auth path (Fastify's handler answers those first).
+      authPath:
+        o.pingPaths.has(`${prefix}/auth`) || o.readyPath === `${prefix}/auth` ? undefined : `${prefix}/auth`,
       staticPrefix: `${prefix}/static/`,
       idHeader: o.requestIdHeader,
       obs: svc.observer,
@@ -130,14 +165,21 @@ export function createHttpServer(initial: Services, tls?: TlsOptions): FastifyIn
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500)
-      k.svc.log.error({ err: err.message, path: req.raw.url?.split('?')[0] }, 'internal error');
-    else k.svc.log.info({ status, err: err.message }, 'bad request');
-    reply
-      .code(status)
-      .header('content-type', 'text/plain; charset=utf-8')
-      .send(status === 500 ? 'Internal Server Error\n' : 'Bad Request\n');
+    if (status === 500) {
+      // The same answer as the fast path's (Go's http.Error shape); never the error's text.
+      logInternalError(err, req.raw.url);
+      plain(reply, 500);
+      return;
+    }
+    k.svc.log.info({ status, err: err.message }, 'bad request');
+    reply.code(status).header('content-type', 'text/plain; charset=utf-8').send('Bad Request\n');
   });
+
+  const logInternalError = (err: unknown, url: string | undefined) =>
+    k.svc.log.error(
+      { err: err instanceof Error ? err.message : String(err), path: url?.split('?')[0] },
+      'internal error',
+    );
 
   // Request log lines are formatted after the responses of this event-loop turn have been written (one
   // setImmediate per turn, not per request): formatting them one after another instead of in between
@@ -162,31 +204,137 @@ export function createHttpServer(initial: Services, tls?: TlsOptions): FastifyIn
     done();
   });
 
-  app.addHook('onResponse', (req, reply, done) => {
-    const st = req.gh;
-    if (!st || (!st.measured && !st.logged)) return done();
+  /** Metrics and the request log line for one answered request (both paths). */
+  const finish = (
+    st: RequestState,
+    method: string,
+    path: string,
+    headers: IncomingHttpHeaders,
+    status: number,
+  ) => {
+    if (!st.measured && !st.logged) return;
     const kit = st.kit;
     const seconds = (performance.now() - st.started) / 1000;
     if (kit.obs && st.measured) {
       kit.obs.inFlight(-1);
-      kit.obs.response(reply.statusCode, req.method, seconds);
+      kit.obs.response(status, method, seconds);
     }
-    if (st.logged) {
-      const path = (req.raw.url ?? '/').split('?')[0] as string;
-      if (!kit.o.excludeLoggingPaths.has(path)) {
-        queueLine(kit.svc.log, {
-          reqId: st.id ?? headerValue(req.headers[kit.idHeader]),
-          method: req.method,
-          path,
-          status: reply.statusCode,
-          duration: Math.round(seconds * 1e6) / 1e6,
-          user: st.user,
-          reason: st.reason,
-        });
-      }
+    if (st.logged && !kit.o.excludeLoggingPaths.has(path)) {
+      queueLine(kit.svc.log, {
+        reqId: st.id ?? headerValue(headers[kit.idHeader]),
+        method,
+        path,
+        status,
+        duration: Math.round(seconds * 1e6) / 1e6,
+        user: st.user,
+        reason: st.reason,
+      });
     }
+  };
+
+  app.addHook('onResponse', (req, reply, done) => {
+    const st = req.gh;
+    if (st)
+      finish(st, req.method, (req.raw.url ?? '/').split('?')[0] as string, req.headers, reply.statusCode);
     done();
   });
+
+  const newState = (kit: Kit): RequestState => ({
+    reason: undefined,
+    user: undefined,
+    started: kit.logRequests ? performance.now() : 0,
+    measured: false,
+    logged: kit.logRequests && !kit.o.silencePingLogging,
+    id: undefined,
+    kit,
+  });
+
+  /** Measured from here on (everything but the health and readiness checks). */
+  const measure = (kit: Kit, state: RequestState) => {
+    state.measured = true;
+    state.logged = kit.logRequests;
+    if (kit.obs) {
+      if (!kit.logRequests) state.started = performance.now();
+      kit.obs.inFlight(1);
+    }
+  };
+
+  // One object shape for both paths (the fast path's `req` is undefined), so the route code stays monomorphic.
+  const contextFor = <R extends ReplyLike, Q>(
+    kit: Kit,
+    req: Q,
+    reply: R,
+    method: string,
+    url: string,
+    qi: number,
+    path: string,
+    headers: IncomingHttpHeaders,
+    peer: string | undefined,
+    state: RequestState,
+  ): CheckContext<R> & { readonly req: Q } => ({
+    req,
+    reply,
+    facts: { method, rawUrl: url, headers, peer, isTls: tls !== undefined },
+    path,
+    rawQuery: qi < 0 ? '' : url.slice(qi + 1),
+    cookies: parseCookieHeader(headers.cookie),
+    state,
+    requestId() {
+      if (state.id === undefined) state.id = headerValue(headers[kit.idHeader]) || randomUUID();
+      return state.id;
+    },
+  });
+
+  /**
+   * GET and HEAD on the auth path, answered on node:http directly with the same route code and the same
+   * bytes as through Fastify (reply.ts). Returns false (nothing written) for any other request.
+   */
+  const fastAuth = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const method = req.method;
+    if (method !== 'GET' && method !== 'HEAD') return false;
+    const kit = k;
+    const ap = kit.authPath;
+    if (ap === undefined) return false;
+    const url = req.url ?? '/';
+    if (!url.startsWith(ap) || (url.length !== ap.length && url.charCodeAt(ap.length) !== 63) /* ? */)
+      return false;
+    const state = newState(kit);
+    measure(kit, state);
+    const reply = new RawReply(req, res);
+    const headers = req.headers;
+    const c = contextFor(
+      kit,
+      undefined,
+      reply,
+      method,
+      url,
+      url.length === ap.length ? -1 : ap.length,
+      ap,
+      headers,
+      req.socket.remoteAddress,
+      state,
+    );
+    const done = () => finish(state, method, ap, headers, reply.statusCode);
+    const failed = (err: unknown) => {
+      // Fastify's error handler, for the same failure: a logged 500, never the error's text.
+      logInternalError(err, url);
+      if (!reply.sent && !res.headersSent) {
+        reply.reset();
+        plain(reply, 500);
+      } else if (!res.writableEnded) {
+        res.destroy();
+      }
+      done();
+    };
+    try {
+      const r = kit.routes.auth(c);
+      if (r instanceof Promise) r.then(done, failed);
+      else done();
+    } catch (err) {
+      failed(err);
+    }
+    return true;
+  };
 
   const handler = (req: FastifyRequest, reply: FastifyReply) => {
     const kit = k;
@@ -195,15 +343,7 @@ export function createHttpServer(initial: Services, tls?: TlsOptions): FastifyIn
     const qi = url.indexOf('?');
     const path = qi < 0 ? url : url.slice(0, qi);
     const headers = req.raw.headers;
-    const state: RequestState = {
-      reason: undefined,
-      user: undefined,
-      started: kit.logRequests ? performance.now() : 0,
-      measured: false,
-      logged: kit.logRequests && !o.silencePingLogging,
-      id: undefined,
-      kit,
-    };
+    const state = newState(kit);
     req.gh = state;
     if (
       o.pingPaths.has(path) &&
@@ -220,36 +360,13 @@ export function createHttpServer(initial: Services, tls?: TlsOptions): FastifyIn
             : reply.code(503).header('content-type', 'text/plain; charset=utf-8').send(`error: ${err}`),
         );
     }
-    state.measured = true;
-    state.logged = kit.logRequests;
-    if (kit.obs) {
-      if (!kit.logRequests) state.started = performance.now();
-      kit.obs.inFlight(1);
-    }
+    measure(kit, state);
     const route =
       kit.table.get(path) ??
       (path.startsWith(kit.staticPrefix) ? kit.routes.staticAsset : kit.routes.catchAll);
-    const socket = req.raw.socket;
-    const facts: RequestFacts = {
-      method: req.method,
-      rawUrl: url,
-      headers,
-      peer: socket.remoteAddress,
-      isTls: tls !== undefined,
-    };
-    return route({
-      req,
-      reply,
-      facts,
-      path,
-      rawQuery: qi < 0 ? '' : url.slice(qi + 1),
-      cookies: parseCookieHeader(headers.cookie),
-      state,
-      requestId() {
-        if (state.id === undefined) state.id = headerValue(headers[kit.idHeader]) || randomUUID();
-        return state.id;
-      },
-    });
+    return route(
+      contextFor(kit, req, reply, req.method, url, qi, path, headers, req.raw.socket.remoteAddress, state),
+    );
   };
   app.route({ method: app.supportedMethods, url: '*', handler });
   app.route({ method: app.supportedMethods, url: '/', handler });

@@ -1,5 +1,5 @@
 // Small HTTP helpers shared by the routes: strict form parsing, cookie-domain choice, canned replies.
-import type { FastifyReply } from 'fastify';
+import type { ReplyLike } from './reply.js';
 
 /** Parses a query/form string like Go's url.ParseQuery: bad escapes and (unless allowed) ';' are errors. */
 export function parseFormStrict(raw: string, allowSemicolons: boolean): URLSearchParams | Error {
@@ -67,7 +67,7 @@ export const NO_CACHE: Readonly<Record<string, string>> = {
 };
 
 /** Go's http.Error output: plain text, nosniff, status text plus newline (COMPAT.md conventions). */
-export function plain(reply: FastifyReply, status: 401 | 403 | 400 | 404 | 500 | 503): FastifyReply {
+export function plain<R extends ReplyLike>(reply: R, status: 401 | 403 | 400 | 404 | 500 | 503): R {
   const text =
     status === 401
       ? 'Unauthorized'
@@ -80,11 +80,11 @@ export function plain(reply: FastifyReply, status: 401 | 403 | 400 | 404 | 500 |
             : status === 503
               ? 'Service Unavailable'
               : 'Internal Server Error';
-  return reply
-    .code(status)
-    .header('content-type', 'text/plain; charset=utf-8')
-    .header('x-content-type-options', 'nosniff')
-    .send(`${text}\n`);
+  reply.code(status);
+  reply.header('content-type', 'text/plain; charset=utf-8');
+  reply.header('x-content-type-options', 'nosniff');
+  reply.send(`${text}\n`);
+  return reply;
 }
 
 /**
