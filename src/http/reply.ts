@@ -63,11 +63,17 @@ export class RawReply implements ReplyLike {
     const res = this.#res;
     res.writeHead(status, h);
     this.sent = true;
-    // write() then end(), not end(payload): end(payload) corks the socket and queues the head-and-body
-    // and an empty final chunk, which the uncork sends as a two-buffer writev. write() sends head and body
-    // in one write, and end() adds nothing when that write has completed (measured: the 401's socket
-    // write 18 → 13 µs on this sandboxed host).
-    if (payload !== undefined) res.write(payload);
+    // One write() for head and body. res.end(payload), and res.write(payload) then res.end(), both cork the
+    // socket and add an empty final chunk, which the uncork sends as a two-buffer writev (measured: ~30 %
+    // of a 401's CPU time here). Uncorking right after write() sends head and body as one buffer, and
+    // end() then has nothing left to add. write() corks only when the socket was not corked already, so
+    // this undoes its own cork and no one else's.
+    if (payload !== undefined) {
+      const socket = res.socket;
+      const corked = socket !== null && socket.writableCorked > 0;
+      res.write(payload);
+      if (socket !== null && !corked && socket.writableCorked > 0) socket.uncork();
+    }
     res.end();
     return this;
   }
