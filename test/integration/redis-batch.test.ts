@@ -1,0 +1,58 @@
+// The GETs of one event-loop turn reach a real redis-server as one MGET (src/sessions/redis-client.ts), each
+// caller gets its own key's value, and a failure reaches every caller of the batch.
+import t from 'tap';
+import { createRedisClient } from '../../src/sessions/redis-client.js';
+import { clientOptions, logSink, redisCommand, startRedis } from '../helpers/redis.js';
+import { requireBinary } from '../helpers/require-binary.js';
+
+/** `calls=` of one command in INFO commandstats (0 when it never ran). */
+async function callsOf(port: number, command: string): Promise<number> {
+  const info = await redisCommand(port, ['INFO', 'commandstats']);
+  const m = new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(typeof info === 'string' ? info : '');
+  return m ? Number(m[1]) : 0;
+}
+
+if (!requireBinary('redis-server')) {
+  t.skip('redis-server is not installed (would fail under CI=true)', async () => {});
+} else {
+  t.test('one MGET per event-loop turn, the right value for each caller', async (t) => {
+    const server = await startRedis();
+    t.teardown(() => server.stop());
+    const redis = createRedisClient(clientOptions({ connectionUrl: server.url }), logSink().log);
+    t.teardown(() => redis.quit());
+    await redis.ping();
+    for (let i = 0; i < 10; i++) await redis.set(`k${i}`, Buffer.from([i, 0xff, i]), {});
+    await redisCommand(server.port, ['CONFIG', 'RESETSTAT']);
+
+    // 30 GETs in one turn: present keys, missing keys, the same key twice.
+    const keys = Array.from({ length: 30 }, (_, i) => (i % 3 === 2 ? `missing${i}` : `k${i % 10}`));
+    const values = await Promise.all(keys.map((k) => redis.getBuffer(k)));
+    keys.forEach((k, i) => {
+      const want = k.startsWith('k') ? Buffer.from([Number(k.slice(1)), 0xff, Number(k.slice(1))]) : null;
+      t.same(values[i], want, `${k}: its own value`);
+    });
+    t.equal(await callsOf(server.port, 'mget'), 1, 'one MGET for the turn');
+    t.equal(await callsOf(server.port, 'get'), 0, 'no single GETs');
+
+    // One GET per turn: a plain GET.
+    t.same(await redis.getBuffer('k1'), Buffer.from([1, 0xff, 1]));
+    t.same(await redis.getBuffer('nope'), null);
+    t.equal(await callsOf(server.port, 'get'), 2, 'a lone GET goes as GET');
+    t.equal(await callsOf(server.port, 'mget'), 1);
+  });
+
+  t.test('a hung redis-server: every caller of the batch gets the timeout', async (t) => {
+    const server = await startRedis();
+    t.teardown(() => server.stop());
+    const redis = createRedisClient(clientOptions({ connectionUrl: server.url }), logSink().log);
+    t.teardown(() => redis.quit());
+    await redis.ping();
+    server.pause();
+    t.teardown(() => server.resume());
+    const results = await Promise.allSettled(['a', 'b', 'c'].map((k) => redis.getBuffer(k)));
+    for (const r of results) {
+      t.equal(r.status, 'rejected', 'rejected');
+      if (r.status === 'rejected') t.match(String(r.reason), /timed out|timeout/i);
+    }
+  });
+}
