@@ -89,7 +89,11 @@ export function createBearerVerifier(d: {
     return keys;
   };
 
-  const verified = createLru<Session>(BEARER_CACHE_SIZE);
+  // Keyed by the token's last 64 characters (its signature's), not the whole token: V8 hashes a string
+  // character by character and a JWT is about a kilobyte. A hit still needs the whole token to be identical,
+  // so a token forged to end like a verified one misses and goes through verification.
+  const verified = createLru<{ readonly token: string; readonly session: Session }>(BEARER_CACHE_SIZE);
+  const keyOf = (token: string) => (token.length > 64 ? token.slice(-64) : token);
 
   const sessionFrom = (token: string, payload: Record<string, unknown>): Session | undefined => {
     const id = extractIdentity((n) => payload[n], d.claims, true);
@@ -98,13 +102,15 @@ export function createBearerVerifier(d: {
     const now = d.now();
     const session = buildSession(id.identity, { accessToken: token, idToken: token }, now, exp);
     // Every verifier path requires `exp`; a token without one is not remembered.
-    if (exp !== undefined) verified.set(token, session, Math.min(exp, now + BEARER_CACHE_MS));
+    if (exp !== undefined)
+      verified.set(keyOf(token), { token, session }, Math.min(exp, now + BEARER_CACHE_MS));
     return session;
   };
 
   return {
     cached(token) {
-      return verified.get(token, d.now());
+      const e = verified.get(keyOf(token), d.now());
+      return e !== undefined && e.token === token ? e.session : undefined;
     },
     async verify(token, provider) {
       if (typeof token !== 'string' || !BEARER_JWT.test(token)) return undefined;

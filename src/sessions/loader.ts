@@ -174,7 +174,14 @@ export function createSessionLoader(
    */
   return function load(ctx, authorization) {
     if (bearerOn && authorization !== undefined) {
-      const token = cachedBearer === undefined ? undefined : bearerTokenFrom(authorization);
+      // `Bearer <token>`: the cache holds only tokens that verified (so are well-formed JWTs), and a
+      // lookup is cheaper than parsing the header; anything else is parsed in full.
+      const token =
+        cachedBearer === undefined
+          ? undefined
+          : authorization.startsWith('Bearer ')
+            ? authorization.slice(7)
+            : bearerTokenFrom(authorization);
       const session = token === undefined ? undefined : cachedBearer?.(token);
       if (session !== undefined)
         return {

@@ -581,6 +581,17 @@ t.test('oidc client against the dev IdP', async (t) => {
     t.match(client.cachedBearer(long), { user: 'svc', accessToken: long }, 'cached after verifying');
     t.equal(await client.verifyBearer(bad), undefined);
     t.equal(client.cachedBearer(bad), undefined, 'a rejected token is never cached');
+    // The cache is keyed by the token's tail (its signature): a token forged to end like a cached one,
+    // with another payload, must not be answered from the cache, nor verify.
+    const [h, , sig] = long.split('.');
+    const forgedPayload = Buffer.from(
+      JSON.stringify({ sub: 'root', aud: TEST_CLIENT_ID, exp: 9e9 }),
+    ).toString('base64url');
+    const forged = `${h}.${forgedPayload}.${sig}`;
+    t.equal(forged.slice(-64), long.slice(-64), 'the forged token ends like the cached one');
+    t.equal(client.cachedBearer(forged), undefined, 'a forged token sharing the tail is not a cache hit');
+    t.equal(await client.verifyBearer(forged), undefined, 'and does not verify');
+    t.match(client.cachedBearer(long), { user: 'svc' }, 'the real one is still cached');
     t.match(await client.verifyBearer(short), { user: 'svc2' });
     const shortExp = (
       JSON.parse(Buffer.from(short.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }
