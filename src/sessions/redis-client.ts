@@ -292,6 +292,7 @@ export function createRedisClient(opts: RedisClientOptions, log: RedisLog): Redi
   // one reply instead of one of each per request, and one timer. The answer is the same as separate GETs
   // sent in the same instant. Not for a Cluster (the keys live in different slots), and not while the
   // connection is not ready (then each GET is queued and counted against the offline limit on its own).
+  const REFUSED = /^(NOPERM|ERR unknown command)/;
   interface PendingGet {
     readonly key: string;
     readonly resolve: (v: Buffer | null) => void;
@@ -311,11 +312,21 @@ export function createRedisClient(opts: RedisClientOptions, log: RedisLog): Redi
         for (let i = 0; i < batch.length; i++) (batch[i] as PendingGet).resolve(values[i] ?? null);
       },
       (e: Error) => {
+        if (REFUSED.test(e.message)) {
+          // An ACL without MGET (or a renamed command): read with GET from now on, this batch included.
+          batchGets = false;
+          log.warn(
+            { event: 'redis_mget_refused', error: e.message },
+            'redis refused MGET; reading sessions with GET',
+          );
+          for (const g of batch) run(() => client.getBuffer(g.key)).then(g.resolve, g.reject);
+          return;
+        }
         for (const g of batch) g.reject(e);
       },
     );
   };
-  const batchGets = !opts.useCluster;
+  let batchGets = !opts.useCluster;
 
   return {
     getBuffer(key) {

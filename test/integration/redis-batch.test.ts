@@ -41,6 +41,35 @@ if (!requireBinary('redis-server')) {
     t.equal(await callsOf(server.port, 'mget'), 1);
   });
 
+  t.test('an ACL without MGET: one warning, then the same values with GET', async (t) => {
+    const server = await startRedis();
+    t.teardown(() => server.stop());
+    const sink = logSink();
+    const redis = createRedisClient(clientOptions({ connectionUrl: server.url }), sink.log);
+    t.teardown(() => redis.quit());
+    await redis.ping();
+    await redis.set('a', 'A', {});
+    await redis.set('b', 'B', {});
+    t.equal(await redisCommand(server.port, ['ACL', 'SETUSER', 'default', '-mget']), 'OK');
+    await redisCommand(server.port, ['CONFIG', 'RESETSTAT']);
+    const first = await Promise.all(['a', 'b', 'none'].map((k) => redis.getBuffer(k)));
+    t.same(
+      first.map((v) => v?.toString() ?? null),
+      ['A', 'B', null],
+      'the refused batch is answered with GET',
+    );
+    const again = await Promise.all(['b', 'a'].map((k) => redis.getBuffer(k)));
+    t.same(
+      again.map((v) => v?.toString() ?? null),
+      ['B', 'A'],
+      'and so is every later turn',
+    );
+    t.equal(await callsOf(server.port, 'get'), 5, 'five GETs');
+    const warned = sink.lines.filter((l) => l.obj.event === 'redis_mget_refused');
+    t.equal(warned.length, 1, 'one warning');
+    t.match(warned[0]?.obj.error, /NOPERM/);
+  });
+
   t.test('a hung redis-server: every caller of the batch gets the timeout', async (t) => {
     const server = await startRedis();
     t.teardown(() => server.stop());
