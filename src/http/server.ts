@@ -1,4 +1,5 @@
-// The Fastify server: one method-agnostic route that dispatches on the raw path (COMPAT.md §1.1).
+// The Fastify server: one method-agnostic route that dispatches on the raw path (COMPAT.md §1.1), and in
+// front of it the fast path that answers GET/HEAD on the auth path with the same route code (fastAuth).
 import { randomUUID } from 'node:crypto';
 import {
   createServer as createHttp,
