@@ -1,4 +1,5 @@
-// The request log line, written the way pino writes `log.info(line, 'request')`, without pino's generic path.
+// The request and auth-decision log lines, written the way pino writes `log.info(line, msg)`, without
+// pino's generic path.
 //
 // One line per request is logged by default (oauth2-proxy's request logging), so its cost is in every answer:
 // pino's generic path (argument shuffling, message formatting, a property walk with serializer and
@@ -86,14 +87,32 @@ function directWriter(log: Logger): (line: RequestLine) => void {
   };
 }
 
-const writers = new WeakMap<Logger, (line: RequestLine) => void>();
+/** The line of one auth decision, written when request logging is off and auth logging is on. */
+export interface AuthLine {
+  reqId: string;
+  status: number;
+  reason: Reason | undefined;
+  user: string | undefined;
+  path: string;
+}
 
-/** The request-line writer for `log` (direct for a plain pino logger, else `log.info`), built once per logger. */
+function directAuthWriter(log: Logger): (line: AuthLine) => void {
+  const l = log as unknown as Required<Internals>;
+  return (line) => {
+    if (!log.isLevelEnabled('info')) return;
+    let s = `${l[S.lsCacheSym][INFO]}${l[S.timeSym]()}${l[S.chindingsSym]},"reqId":${str(line.reqId)},"status":${line.status}`;
+    if (line.reason !== undefined) s += `,"reason":${str(line.reason)}`;
+    if (line.user !== undefined) s += `,"user":${str(line.user)}`;
+    l[S.streamSym].write(`${s},"path":${str(line.path)},"msg":"auth decision"${l[S.endSym]}`);
+  };
+}
+
+/** The request-line writer for `log` (direct for a plain pino logger, else `log.info`). */
 export function requestLogWriter(log: Logger): (line: RequestLine) => void {
-  let w = writers.get(log);
-  if (w === undefined) {
-    w = isPlain(log) ? directWriter(log) : (line) => log.info(line, 'request');
-    writers.set(log, w);
-  }
-  return w;
+  return isPlain(log) ? directWriter(log) : (line) => log.info(line, 'request');
+}
+
+/** The auth-decision-line writer for `log` (direct for a plain pino logger, else `log.info`). */
+export function authLogWriter(log: Logger): (line: AuthLine) => void {
+  return isPlain(log) ? directAuthWriter(log) : (line) => log.info(line, 'auth decision');
 }

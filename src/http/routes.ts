@@ -96,14 +96,10 @@ export function createRoutes(svc: Services) {
   const observe = (c: CheckContext, d: Decision) => {
     c.state.reason = d.reason;
     c.state.user = d.user;
+    c.state.decision = d.status;
     svc.observer?.decision(d.status, d.reason);
-    // One line per decision: the request line carries the reason when request logging is on.
-    if (o.authLogging && !o.requestLogging) {
-      svc.log.info(
-        { reqId: c.requestId(), status: d.status, reason: d.reason, user: d.user, path: c.path },
-        'auth decision',
-      );
-    }
+    // One line per decision: the request line carries the reason when request logging is on; otherwise
+    // server.ts writes an "auth decision" line from this state once the answer is out.
   };
 
   type Checked = { d: Decision; loaded: Loaded };

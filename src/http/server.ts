@@ -14,7 +14,7 @@ import type { Reason } from '../authz/decide.js';
 import { parseCookieHeader } from '../cookies/chunks.js';
 import type { RequestFacts } from '../redirect/request.js';
 import { RawReply, type ReplyLike } from './reply.js';
-import { type RequestLine, requestLogWriter } from './request-log.js';
+import { type AuthLine, authLogWriter, type RequestLine, requestLogWriter } from './request-log.js';
 import { createRoutes } from './routes.js';
 import type { Services } from './services.js';
 import { plain } from './util.js';
@@ -29,6 +29,8 @@ export interface RequestState {
   /** Written to the request log. */
   logged: boolean;
   id: string | undefined;
+  /** The status of the auth decision, when one was made (for the auth-decision log line). */
+  decision: number | undefined;
   /** The services this request started on (a reload may swap them mid-request). */
   kit: {
     readonly svc: Services;
@@ -36,6 +38,8 @@ export interface RequestState {
     readonly idHeader: string;
     readonly obs: Services['observer'];
     readonly logLine: (line: RequestLine) => void;
+    /** Set when decisions get their own log line (--auth-logging without --request-logging). */
+    readonly authLine: ((line: AuthLine) => void) | undefined;
   };
 }
 
@@ -158,6 +162,7 @@ export function createHttpServer(
       obs: svc.observer,
       logRequests: o.requestLogging,
       logLine: requestLogWriter(svc.log),
+      authLine: o.authLogging && !o.requestLogging ? authLogWriter(svc.log) : undefined,
     };
   };
   type Kit = ReturnType<typeof compile>;
@@ -188,14 +193,14 @@ export function createHttpServer(
   // setImmediate per turn, not per request): formatting them one after another instead of in between
   // requests measured ~2-3 µs cheaper per request. Lines keep their order; the timestamps are those of
   // formatting, within the same turn.
-  const pendingLines: [(line: RequestLine) => void, RequestLine][] = [];
+  const pendingLines: [(line: never) => void, unknown][] = [];
   let drainScheduled = false;
   const drainLines = () => {
     drainScheduled = false;
-    for (const [write, line] of pendingLines) write(line);
+    for (const [write, line] of pendingLines) (write as (line: unknown) => void)(line);
     pendingLines.length = 0;
   };
-  const queueLine = (write: (line: RequestLine) => void, line: RequestLine) => {
+  const queueLine = <L>(write: (line: L) => void, line: L) => {
     pendingLines.push([write, line]);
     if (!drainScheduled) {
       drainScheduled = true;
@@ -221,6 +226,11 @@ export function createHttpServer(
     if (kit.obs && st.measured) {
       kit.obs.inFlight(-1);
       kit.obs.response(status, method, seconds);
+    }
+    if (kit.authLine !== undefined && st.decision !== undefined) {
+      // Every decision, excluded logging paths too; the request id as the route would have made it.
+      if (st.id === undefined) st.id = headerValue(headers[kit.idHeader]) || randomUUID();
+      queueLine(kit.authLine, { reqId: st.id, status: st.decision, reason: st.reason, user: st.user, path });
     }
     if (st.logged && !kit.o.excludeLoggingPaths.has(path)) {
       queueLine(kit.logLine, {
@@ -249,6 +259,7 @@ export function createHttpServer(
     measured: false,
     logged: kit.logRequests && !kit.o.silencePingLogging,
     id: undefined,
+    decision: undefined,
     kit,
   });
 

@@ -75,10 +75,38 @@ t.test('one JSON line per request, secrets never logged', async (t) => {
   }
 });
 
-t.test('--request-logging=false writes no request lines', async (t) => {
+t.test('--request-logging=false: no request lines, one auth-decision line per decision', async (t) => {
   const { lines, log } = capture();
-  const s = await startStack({ log, args: ['--request-logging=false'] });
+  const s = await startStack({ log, args: ['--request-logging=false', '--set-xauthrequest'] });
   t.teardown(() => s.close());
-  await s.request('/oauth2/auth');
-  t.equal(lines.filter((l) => l.includes('"msg":"request"')).length, 0);
+  const { jar } = await s.login('alice');
+  lines.length = 0;
+  t.equal((await s.request('/oauth2/auth', { headers: { 'x-request-id': 'id-1' } })).status, 401);
+  t.equal((await s.request('/oauth2/auth?allowed_groups=nobody', { jar })).status, 403);
+  t.equal((await s.request('/oauth2/auth', { jar, method: 'HEAD' })).status, 202);
+  t.equal((await s.request('/ping')).status, 200, 'not a decision');
+  await new Promise((r) => setImmediate(r));
+  t.equal(lines.filter((l) => l.includes('"msg":"request"')).length, 0, 'no request lines');
+  const decisions = lines
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.msg === 'auth decision');
+  t.equal(decisions.length, 3, 'one line per decision');
+  t.match(decisions[0], { reqId: 'id-1', status: 401, reason: 'no_session', path: '/oauth2/auth' });
+  t.notOk('user' in (decisions[0] ?? {}), 'no user without a session');
+  t.match(decisions[1], { status: 403, reason: 'query_filter', user: 'alice', path: '/oauth2/auth' });
+  t.match(decisions[2], { status: 202, reason: 'ok', user: 'alice' });
+  t.match(decisions[1]?.reqId, /^[0-9a-f-]{36}$/, 'a generated request id when the proxy sent none');
+});
+
+t.test('--request-logging=false --auth-logging=false: no per-request lines at all', async (t) => {
+  const { lines, log } = capture();
+  const s = await startStack({ log, args: ['--request-logging=false', '--auth-logging=false'] });
+  t.teardown(() => s.close());
+  lines.length = 0;
+  t.equal((await s.request('/oauth2/auth')).status, 401);
+  await new Promise((r) => setImmediate(r));
+  t.same(
+    lines.filter((l) => /"msg":"(request|auth decision)"/.test(l)),
+    [],
+  );
 });

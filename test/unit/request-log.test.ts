@@ -3,7 +3,12 @@ import fc from 'fast-check';
 import pino from 'pino';
 import t from 'tap';
 import type { Reason } from '../../src/authz/decide.js';
-import { type RequestLine, requestLogWriter } from '../../src/http/request-log.js';
+import {
+  type AuthLine,
+  authLogWriter,
+  type RequestLine,
+  requestLogWriter,
+} from '../../src/http/request-log.js';
 
 type Options = pino.LoggerOptions;
 const FIXED_TIME: Options = { timestamp: () => ',"time":1796649474523' };
@@ -94,6 +99,34 @@ const LINE: RequestLine = {
   user: 'alice',
   reason: 'ok',
 };
+
+t.test('the auth-decision line: the same bytes as pino', async (t) => {
+  const authArb: fc.Arbitrary<AuthLine> = fc.record({
+    reqId: text,
+    status: fc.constantFrom(202, 401, 403),
+    reason: fc.option(fc.constantFrom(...REASONS), { nil: undefined }),
+    user: fc.option(text, { nil: undefined }),
+    path: text,
+  });
+  const opts: Options = { level: 'info', base: { pid: 4242 }, ...FIXED_TIME };
+  fc.assert(
+    fc.property(authArb, (line) => {
+      const viaPino = logger(opts);
+      const direct = logger(opts);
+      direct.log.info = (() => {
+        throw new Error('the direct writer must not call log.info');
+      }) as typeof direct.log.info;
+      viaPino.log.info(line, 'auth decision');
+      authLogWriter(direct.log)(line);
+      return viaPino.lines.join('') === direct.lines.join('');
+    }),
+    { numRuns: 300 },
+  );
+  t.pass('300 lines');
+  const { log, lines } = logger({ level: 'info', redact: ['user'] });
+  authLogWriter(log)({ reqId: 'r', status: 403, reason: 'query_filter', user: 'alice', path: '/' });
+  t.match(lines.join(''), /"user":"\[Redacted\]"/, 'a redacting logger gets pino itself');
+});
 
 t.test('below info nothing is written', async (t) => {
   const { log, lines } = logger({ level: 'warn' });
