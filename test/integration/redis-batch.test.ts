@@ -1,6 +1,6 @@
 // The GETs of one event-loop turn reach a real redis-server as one MGET (src/sessions/redis-client.ts), each
 // caller gets its own key's value, and a failure reaches every caller of the batch.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createRedisClient } from '../../src/sessions/redis-client.js';
 import { clientOptions, logSink, redisCommand, startRedis } from '../helpers/redis.js';
 import { requireBinary } from '../helpers/require-binary.js';
@@ -12,15 +12,22 @@ async function callsOf(port: number, command: string): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
+/** A private redis-server and a connected client (both stopped at the end of `t`), and the client's log. */
+async function connected(t: Test) {
+  const server = await startRedis();
+  t.teardown(() => server.stop());
+  const sink = logSink();
+  const redis = createRedisClient(clientOptions({ connectionUrl: server.url }), sink.log);
+  t.teardown(() => redis.quit());
+  await redis.ping();
+  return { server, redis, lines: sink.lines };
+}
+
 if (!requireBinary('redis-server')) {
   t.skip('redis-server is not installed (would fail under CI=true)', async () => {});
 } else {
   t.test('one MGET per event-loop turn, the right value for each caller', async (t) => {
-    const server = await startRedis();
-    t.teardown(() => server.stop());
-    const redis = createRedisClient(clientOptions({ connectionUrl: server.url }), logSink().log);
-    t.teardown(() => redis.quit());
-    await redis.ping();
+    const { server, redis } = await connected(t);
     for (let i = 0; i < 10; i++) await redis.set(`k${i}`, Buffer.from([i, 0xff, i]), {});
     await redisCommand(server.port, ['CONFIG', 'RESETSTAT']);
 
@@ -42,12 +49,7 @@ if (!requireBinary('redis-server')) {
   });
 
   t.test('an ACL without MGET: one warning, then the same values with GET', async (t) => {
-    const server = await startRedis();
-    t.teardown(() => server.stop());
-    const sink = logSink();
-    const redis = createRedisClient(clientOptions({ connectionUrl: server.url }), sink.log);
-    t.teardown(() => redis.quit());
-    await redis.ping();
+    const { server, redis, lines } = await connected(t);
     await redis.set('a', 'A', {});
     await redis.set('b', 'B', {});
     t.equal(await redisCommand(server.port, ['ACL', 'SETUSER', 'default', '-mget']), 'OK');
@@ -65,17 +67,13 @@ if (!requireBinary('redis-server')) {
       'and so is every later turn',
     );
     t.equal(await callsOf(server.port, 'get'), 5, 'five GETs');
-    const warned = sink.lines.filter((l) => l.obj.event === 'redis_mget_refused');
+    const warned = lines.filter((l) => l.obj.event === 'redis_mget_refused');
     t.equal(warned.length, 1, 'one warning');
     t.match(warned[0]?.obj.error, /NOPERM/);
   });
 
   t.test('a hung redis-server: every caller of the batch gets the timeout', async (t) => {
-    const server = await startRedis();
-    t.teardown(() => server.stop());
-    const redis = createRedisClient(clientOptions({ connectionUrl: server.url }), logSink().log);
-    t.teardown(() => redis.quit());
-    await redis.ping();
+    const { server, redis } = await connected(t);
     server.pause();
     t.teardown(() => server.resume());
     const results = await Promise.allSettled(['a', 'b', 'c'].map((k) => redis.getBuffer(k)));
