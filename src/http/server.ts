@@ -212,6 +212,12 @@ export function createHttpServer(
     done();
   });
 
+  /** The proxy's request id, or one made up once for this request. */
+  const requestIdOf = (st: RequestState, headers: IncomingHttpHeaders): string => {
+    if (st.id === undefined) st.id = headerValue(headers[st.kit.idHeader]) || randomUUID();
+    return st.id;
+  };
+
   /** Metrics and the request log line for one answered request (both paths). */
   const finish = (
     st: RequestState,
@@ -228,9 +234,9 @@ export function createHttpServer(
       kit.obs.response(status, method, seconds);
     }
     if (kit.authLine !== undefined && st.decision !== undefined) {
-      // Every decision, excluded logging paths too; the request id as the route would have made it.
-      if (st.id === undefined) st.id = headerValue(headers[kit.idHeader]) || randomUUID();
-      queueLine(kit.authLine, { reqId: st.id, status: st.decision, reason: st.reason, user: st.user, path });
+      // Every decision, excluded logging paths too.
+      const reqId = requestIdOf(st, headers);
+      queueLine(kit.authLine, { reqId, status: st.decision, reason: st.reason, user: st.user, path });
     }
     if (st.logged && !kit.o.excludeLoggingPaths.has(path)) {
       queueLine(kit.logLine, {
@@ -275,7 +281,6 @@ export function createHttpServer(
 
   // One object shape for both paths (the fast path's `req` is undefined), so the route code stays monomorphic.
   const contextFor = <R extends ReplyLike, Q>(
-    kit: Kit,
     req: Q,
     reply: R,
     method: string,
@@ -293,10 +298,7 @@ export function createHttpServer(
     rawQuery: qi < 0 ? '' : url.slice(qi + 1),
     cookies: parseCookieHeader(headers.cookie),
     state,
-    requestId() {
-      if (state.id === undefined) state.id = headerValue(headers[kit.idHeader]) || randomUUID();
-      return state.id;
-    },
+    requestId: () => requestIdOf(state, headers),
   });
 
   /**
@@ -317,7 +319,6 @@ export function createHttpServer(
     const reply = new RawReply(req, res);
     const headers = req.headers;
     const c = contextFor(
-      kit,
       undefined,
       reply,
       method,
@@ -340,13 +341,15 @@ export function createHttpServer(
       }
       done();
     };
+    let r: RawReply | Promise<RawReply>;
     try {
-      const r = kit.routes.auth(c);
-      if (r instanceof Promise) r.then(done, failed);
-      else done();
+      r = kit.routes.auth(c);
     } catch (err) {
       failed(err);
+      return true;
     }
+    if (r instanceof Promise) r.then(done, failed);
+    else done();
     return true;
   };
 
@@ -379,7 +382,7 @@ export function createHttpServer(
       kit.table.get(path) ??
       (path.startsWith(kit.staticPrefix) ? kit.routes.staticAsset : kit.routes.catchAll);
     return route(
-      contextFor(kit, req, reply, req.method, url, qi, path, headers, req.raw.socket.remoteAddress, state),
+      contextFor(req, reply, req.method, url, qi, path, headers, req.raw.socket.remoteAddress, state),
     );
   };
   app.route({ method: app.supportedMethods, url: '*', handler });
