@@ -18,6 +18,7 @@ import { type AuthLine, authLogWriter, type RequestLine, requestLogWriter } from
 import { createRoutes } from './routes.js';
 import type { Services } from './services.js';
 import { plain } from './util.js';
+import { attachWire, type WireReply } from './wire.js';
 
 /** Per-request state the routes fill in for the log line and metrics. */
 export interface RequestState {
@@ -80,16 +81,23 @@ export interface TlsOptions {
   readonly minVersion?: 'TLSv1.2' | 'TLSv1.3';
 }
 
-/** `fastPath: false` sends GET/HEAD /oauth2/auth through Fastify too (a test compares the two paths). */
+/**
+ * `fastPath: false` sends GET/HEAD /oauth2/auth through Fastify too; `wire: false` answers them on
+ * node:http's request objects instead of on the wire (tests compare the three).
+ */
 export interface ServerOptions {
   readonly fastPath?: boolean;
+  readonly wire?: boolean;
 }
+
+/** The replies the fast path writes through. */
+type FastReply = RawReply | WireReply;
 
 /** Builds the main Fastify instance over precompiled services. */
 export function createHttpServer(
   initial: Services,
   tls?: TlsOptions,
-  { fastPath = true }: ServerOptions = {},
+  { fastPath = true, wire = true }: ServerOptions = {},
 ): FastifyInstance {
   const app = Fastify({
     logger: false,
@@ -100,19 +108,39 @@ export function createHttpServer(
       // GET and HEAD /oauth2/auth are answered before Fastify sees them (fastAuth); everything else,
       // including any request while closing (Fastify's 503), goes through Fastify.
       const handler = (req: IncomingMessage, res: ServerResponse) => {
-        if (closing || !fastPath || !fastAuth(req, res)) fastifyHandler(req, res);
+        const method = req.method;
+        const url = req.url ?? '/';
+        const kit = k;
+        if (!closing && fastPath && (method === 'GET' || method === 'HEAD') && isAuthUrl(kit, url)) {
+          const abort = () => {
+            if (!res.writableEnded) res.destroy();
+          };
+          fastAuth(kit, method, url, req.headers, req.socket.remoteAddress, new RawReply(req, res), abort);
+        } else {
+          fastifyHandler(req, res);
+        }
       };
-      return tls
-        ? createHttps(
-            {
-              key: tls.key,
-              cert: tls.cert,
-              minVersion: tls.minVersion ?? 'TLSv1.2',
-              maxHeaderSize: MAX_HEADER_SIZE,
-            },
-            handler,
-          )
-        : createHttp({ maxHeaderSize: MAX_HEADER_SIZE }, handler);
+      if (!tls) {
+        const server = createHttp({ maxHeaderSize: MAX_HEADER_SIZE }, handler);
+        if (fastPath && wire) {
+          // The same requests again, on connections read by the wire (wire.ts) before node:http sees them.
+          attachWire(server, {
+            accepts: (_method, url) => !closing && isAuthUrl(k, url),
+            // Called right after accepts() returned true, in the same turn: `k` is the same services.
+            handle: (r, reply) => fastAuth(k, r.method, r.url, r.headers, r.peer, reply, () => undefined),
+          });
+        }
+        return server;
+      }
+      return createHttps(
+        {
+          key: tls.key,
+          cert: tls.cert,
+          minVersion: tls.minVersion ?? 'TLSv1.2',
+          maxHeaderSize: MAX_HEADER_SIZE,
+        },
+        handler,
+      );
     },
   });
   let closing = false;
@@ -301,23 +329,33 @@ export function createHttpServer(
     requestId: () => requestIdOf(state, headers),
   });
 
-  /**
-   * GET and HEAD on the auth path, answered on node:http directly with the same route code and the same
-   * bytes as through Fastify (reply.ts). Returns false (nothing written) for any other request.
-   */
-  const fastAuth = (req: IncomingMessage, res: ServerResponse): boolean => {
-    const method = req.method;
-    if (method !== 'GET' && method !== 'HEAD') return false;
-    const kit = k;
+  /** Whether `url` is the auth path (with or without a query) of these services. */
+  const isAuthUrl = (kit: Kit, url: string): boolean => {
     const ap = kit.authPath;
-    if (ap === undefined) return false;
-    const url = req.url ?? '/';
-    if (!url.startsWith(ap) || (url.length !== ap.length && url.charCodeAt(ap.length) !== 63) /* ? */)
-      return false;
+    return (
+      ap !== undefined &&
+      url.startsWith(ap) &&
+      (url.length === ap.length || url.charCodeAt(ap.length) === 63) /* ? */
+    );
+  };
+
+  /**
+   * GET and HEAD on the auth path (isAuthUrl), answered with the same route code and the same bytes as
+   * through Fastify, on node:http directly (RawReply) or on the wire (WireReply). `abort` ends an answer
+   * that failed after its first bytes went out.
+   */
+  const fastAuth = (
+    kit: Kit,
+    method: 'GET' | 'HEAD',
+    url: string,
+    headers: IncomingHttpHeaders,
+    peer: string | undefined,
+    reply: FastReply,
+    abort: () => void,
+  ): void => {
+    const ap = kit.authPath as string;
     const state = newState(kit);
     measure(kit, state);
-    const reply = new RawReply(req, res);
-    const headers = req.headers;
     const c = contextFor(
       undefined,
       reply,
@@ -326,31 +364,34 @@ export function createHttpServer(
       url.length === ap.length ? -1 : ap.length,
       ap,
       headers,
-      req.socket.remoteAddress,
+      peer,
       state,
     );
-    const done = () => finish(state, method, ap, headers, reply.statusCode);
+    const done = () => {
+      // A route that resolved without answering would leave the proxy waiting: fail it instead.
+      if (!reply.sent) return failed(new Error('the auth route did not answer'));
+      finish(state, method, ap, headers, reply.statusCode);
+    };
     const failed = (err: unknown) => {
       // Fastify's error handler, for the same failure: a logged 500, never the error's text.
       logInternalError(err, url);
-      if (!reply.sent && !res.headersSent) {
+      if (!reply.sent) {
         reply.reset();
         plain(reply, 500);
-      } else if (!res.writableEnded) {
-        res.destroy();
+      } else {
+        abort();
       }
-      done();
+      finish(state, method, ap, headers, reply.statusCode);
     };
-    let r: RawReply | Promise<RawReply>;
+    let r: FastReply | Promise<FastReply>;
     try {
       r = kit.routes.auth(c);
     } catch (err) {
       failed(err);
-      return true;
+      return;
     }
     if (r instanceof Promise) r.then(done, failed);
     else done();
-    return true;
   };
 
   const handler = (req: FastifyRequest, reply: FastifyReply) => {
