@@ -1,5 +1,7 @@
 // The Fastify server: one method-agnostic route that dispatches on the raw path (COMPAT.md §1.1), and in
-// front of it the fast path that answers GET/HEAD on the auth path with the same route code (fastAuth).
+// front of it the fast path that answers GET/HEAD on the auth path with the same route code (fastAuth):
+// on plain HTTP listeners straight from the connection (wire.ts), on TLS listeners from node:http's
+// request objects.
 import { randomUUID } from 'node:crypto';
 import {
   createServer as createHttp,
@@ -356,21 +358,18 @@ export function createHttpServer(
     const ap = kit.authPath as string;
     const state = newState(kit);
     measure(kit, state);
-    const c = contextFor(
-      undefined,
-      reply,
-      method,
-      url,
-      url.length === ap.length ? -1 : ap.length,
-      ap,
-      headers,
-      peer,
-      state,
-    );
+    // Metrics and the log line; a failure there (an observer's bug) is logged, never thrown at the socket.
+    const end = () => {
+      try {
+        finish(state, method, ap, headers, reply.statusCode);
+      } catch (err) {
+        logInternalError(err, url);
+      }
+    };
     const done = () => {
       // A route that resolved without answering would leave the proxy waiting: fail it instead.
       if (!reply.sent) return failed(new Error('the auth route did not answer'));
-      finish(state, method, ap, headers, reply.statusCode);
+      end();
     };
     const failed = (err: unknown) => {
       // Fastify's error handler, for the same failure: a logged 500, never the error's text.
@@ -381,11 +380,23 @@ export function createHttpServer(
       } else {
         abort();
       }
-      finish(state, method, ap, headers, reply.statusCode);
+      end();
     };
     let r: FastReply | Promise<FastReply>;
     try {
-      r = kit.routes.auth(c);
+      r = kit.routes.auth(
+        contextFor(
+          undefined,
+          reply,
+          method,
+          url,
+          url.length === ap.length ? -1 : ap.length,
+          ap,
+          headers,
+          peer,
+          state,
+        ),
+      );
     } catch (err) {
       failed(err);
       return;

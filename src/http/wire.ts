@@ -388,7 +388,16 @@ class Conn {
       );
       this.busy = true;
       wire.stats.answered++;
-      wire.handlers.handle(req, reply);
+      try {
+        wire.handlers.handle(req, reply);
+      } catch {
+        // The handler's own failure handling failed: no answer can be trusted, so none is sent.
+        if (!reply.sent) {
+          this.detach();
+          this.socket.destroy();
+          return;
+        }
+      }
       if (this.busy) {
         // Answered later: keep the rest until then.
         if (chunk.length > 0) this.queued.unshift(chunk);
