@@ -133,10 +133,40 @@ function utcDate(): string {
 }
 
 /** The reply for one wire request: ReplyLike (reply.ts), written as node:http's writeHead + end would. */
+/**
+ * Header names and values already checked against node:http's rules. Strings are immutable, so one that
+ * passed once always passes; the auth check sends the same few names and, per session, the same value
+ * strings on every request (a split session's groups value is ~5 KB, which the character check would
+ * otherwise scan each time). Bounded: cleared when full.
+ */
+const checkedNames = new Set<string>();
+const checkedValues = new Set<string>();
+const CHECKED_MAX = 4096;
+
+function checkHeader(c: HttpCommon, name: string, value: unknown): asserts value is string {
+  if (!checkedNames.has(name)) {
+    if (!c._checkIsHttpToken(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
+    // What node:http's writeHead would act on itself; the auth check never sets these.
+    if (name === 'connection' || name === 'transfer-encoding' || name === 'date' || name === 'trailer')
+      throw new TypeError(`the wire does not write ${name}`);
+    if (checkedNames.size >= CHECKED_MAX) checkedNames.clear();
+    checkedNames.add(name);
+  }
+  if (typeof value !== 'string') throw new TypeError(`invalid value for header ${name}`);
+  if (!checkedValues.has(value)) {
+    if (c._checkInvalidHeaderChar(value)) throw new TypeError(`invalid value for header ${name}`);
+    if (checkedValues.size >= CHECKED_MAX) checkedValues.clear();
+    checkedValues.add(value);
+  }
+}
+
+/** The reply for one wire request: ReplyLike (reply.ts), written as node:http's writeHead + end would. */
 export class WireReply {
   statusCode = 200;
   sent = false;
-  #headers: Record<string, string | string[]> = {};
+  /** Header names (lower-cased) and their values, in the order first set. */
+  #names: string[] = [];
+  #values: (string | string[])[] = [];
   readonly #conn: Conn;
   readonly #head: boolean;
   readonly #keepAlive: boolean;
@@ -157,18 +187,22 @@ export class WireReply {
   /** Like Fastify's reply.header: names lower-cased, repeated set-cookie values appended. */
   header(name: string, value: string | string[]): this {
     const key = name.toLowerCase();
-    const prev = this.#headers[key];
-    if (key === 'set-cookie' && prev !== undefined) {
-      this.#headers[key] = ([] as string[]).concat(prev, value);
+    const i = this.#names.indexOf(key);
+    if (i < 0) {
+      this.#names.push(key);
+      this.#values.push(value);
+    } else if (key === 'set-cookie') {
+      this.#values[i] = ([] as string[]).concat(this.#values[i] as string | string[], value);
     } else {
-      this.#headers[key] = value;
+      this.#values[i] = value;
     }
     return this;
   }
 
   /** Forgets the headers set so far (an error answer must not carry a half-built success's headers). */
   reset(): void {
-    this.#headers = {};
+    this.#names = [];
+    this.#values = [];
   }
 
   /**
@@ -179,31 +213,34 @@ export class WireReply {
   send(payload?: string): this {
     if (this.sent) throw new Error('reply already sent');
     const c = common as HttpCommon;
-    const h = this.#headers;
     const status = this.statusCode | 0;
     if (status < 100 || status > 999) throw new RangeError(`invalid status code ${status}`);
     const hasBody = !this.#head && status >= 200 && status !== 204 && status !== 304;
     if (payload === undefined) {
-      if (status >= 200 && status !== 204 && status !== 304 && !this.#head) h['content-length'] = '0';
+      if (status >= 200 && status !== 204 && status !== 304 && !this.#head)
+        this.header('content-length', '0');
     } else {
-      h['content-length'] = String(Buffer.byteLength(payload));
+      this.header('content-length', String(Buffer.byteLength(payload)));
     }
+    const names = this.#names;
+    const values = this.#values;
     let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
-    for (const name in h) {
-      const value = h[name] as string | string[];
-      if (!c._checkIsHttpToken(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
-      // What node:http's writeHead would act on itself; the auth check never sets these.
-      if (name === 'connection' || name === 'transfer-encoding' || name === 'date' || name === 'trailer')
-        throw new TypeError(`the wire does not write ${name}`);
-      for (const v of Array.isArray(value) ? value : [value]) {
-        if (typeof v !== 'string' || c._checkInvalidHeaderChar(v))
-          throw new TypeError(`invalid value for header ${name}`);
-        head += `${name}: ${v}\r\n`;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      const value = values[i];
+      if (Array.isArray(value)) {
+        for (const v of value) {
+          checkHeader(c, name, v);
+          head += `${name}: ${v}\r\n`;
+        }
+      } else {
+        checkHeader(c, name, value);
+        head += `${name}: ${value}\r\n`;
       }
     }
     head += `Date: ${utcDate()}\r\n`;
     const conn = this.#conn;
-    const contLen = h['content-length'] !== undefined;
+    const contLen = names.includes('content-length');
     let last = false;
     if (this.#keepAlive && (contLen || this.#chunkedByDefault) && !conn.draining) {
       head += 'Connection: keep-alive\r\n';
