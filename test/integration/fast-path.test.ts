@@ -1,6 +1,8 @@
-// GET/HEAD /oauth2/auth skip Fastify (src/http/server.ts fastAuth, src/http/reply.ts). A proxy must not be able
-// to tell: the same services behind a server with the fast path and one without answer byte for byte alike
-// (Date aside) and log the same lines; a failure inside the fast path is a logged 500, as through Fastify.
+// GET/HEAD /oauth2/auth skip Fastify (src/http/server.ts fastAuth): on plain-HTTP listeners they are answered
+// from the connection's parser (src/http/wire.ts), on TLS listeners from node:http's request objects
+// (src/http/reply.ts). A proxy must not be able to tell: the same services behind the wire, behind node:http's
+// fast path and behind Fastify alone answer byte for byte alike (Date aside) and log the same lines; a
+// failure inside the fast path is a logged 500, as through Fastify.
 import { connect } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
