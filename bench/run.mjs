@@ -481,13 +481,35 @@ async function runCase(run, opt, c) {
 function judge(r, baseline, judged) {
   if (!r.ratioTo) return { ratio: r.status === 'ok' ? 1 : Number.NaN, pass: null };
   const ok = r.status === 'ok' && baseline?.status === 'ok';
-  const ratio = ok ? r.reqPerSec / baseline.reqPerSec : Number.NaN;
+  // Against the baseline measured around the case when it was (runThroughput), else its one measurement.
+  const base = r.baselineReqPerSec ?? baseline?.reqPerSec;
+  const ratio = ok && Number.isFinite(base) ? r.reqPerSec / base : Number.NaN;
   if (!judged || r.budget === undefined || r.budget === null) return { ratio, pass: null };
   return { ratio, pass: ok && ratio >= r.budget };
 }
 
+/**
+ * Runs the cases in order. The host's speed drifts within minutes, so a ratio to one baseline measured at
+ * the start says as much about the drift as about gatehouse: each case whose ratio is to a baseline is
+ * followed by a fresh measurement of that baseline, and its ratio is to the mean of the baseline measured
+ * just before it and just after it (`baselineReqPerSec`, with both in `baselineSamples`). The baseline row
+ * itself shows its first measurement; every measurement of it is in its `samples`.
+ */
 async function runThroughput(run, opt, results) {
-  const cases = defineCases(opt.workers).filter((c) => !opt.only || opt.only.has(c.id));
+  const all = defineCases(opt.workers);
+  const cases = all.filter((c) => !opt.only || opt.only.has(c.id));
+  const baselines = new Map(); // baseline id -> its row
+  const latest = new Map(); // baseline id -> its most recent measurement (req/s), NaN when broken
+  const measure = async (c) => {
+    try {
+      const r = await runCase(run, opt, c);
+      process.stderr.write(`bench: ${c.id}: ${Math.round(r.reqPerSec)} req/s\n`);
+      return { status: 'ok', ...r };
+    } catch (e) {
+      process.stderr.write(`bench: ${c.id}: BROKEN: ${e.message}\n`);
+      return { status: 'broken', error: e.message, reqPerSec: Number.NaN, pinning: '-' };
+    }
+  };
   for (let i = 0; i < cases.length; i++) {
     const c = cases[i];
     const row = {
@@ -498,16 +520,30 @@ async function runThroughput(run, opt, results) {
       budget: c.budget ?? null,
       budgetKind: 'min',
     };
-    try {
-      Object.assign(row, { status: 'ok' }, await runCase(run, opt, c));
-      process.stderr.write(`bench: ${c.id}: ${Math.round(row.reqPerSec)} req/s\n`);
-    } catch (e) {
-      Object.assign(row, { status: 'broken', error: e.message, reqPerSec: Number.NaN, pinning: '-' });
-      process.stderr.write(`bench: ${c.id}: BROKEN: ${e.message}\n`);
-    }
+    Object.assign(row, await measure(c));
     if (c.id === 'split' && run.splitInfo()) row.session = run.splitInfo();
     results.cases.push(row);
-    await run.keepOnly(cases.slice(i + 1).map((x) => x.server));
+    const base = c.ratioTo ? baselines.get(c.ratioTo) : undefined;
+    if (!c.ratioTo) {
+      row.samples = [row.reqPerSec];
+      baselines.set(c.id, row);
+      latest.set(c.id, row.status === 'ok' ? row.reqPerSec : Number.NaN);
+    } else if (base) {
+      // The baseline again, right after the case (its server is kept running for this).
+      const again = await measure(all.find((x) => x.id === c.ratioTo));
+      const after = again.status === 'ok' ? again.reqPerSec : Number.NaN;
+      base.samples.push(after);
+      row.baselineSamples = [latest.get(c.ratioTo), after];
+      row.baselineReqPerSec = (latest.get(c.ratioTo) + after) / 2;
+      latest.set(c.ratioTo, after);
+    }
+    const later = cases.slice(i + 1);
+    await run.keepOnly([
+      ...later.map((x) => x.server),
+      ...later
+        .filter((x) => x.ratioTo && baselines.has(x.ratioTo))
+        .map((x) => all.find((b) => b.id === x.ratioTo).server),
+    ]);
   }
   for (const r of results.cases) {
     const base = results.cases.find((x) => x.id === r.ratioTo);

@@ -180,7 +180,7 @@ export function renderSvg(results) {
   }
   y += 30;
   parts.push(
-    `<text x="10" y="${y}" fill="#555">ratios are to the baseline measured in the same run; see bench/README.md for pinning and budgets</text>`,
+    `<text x="10" y="${y}" fill="#555">ratios are to the baseline measured just before and after each case, in the same run; see bench/README.md</text>`,
   );
   const height = y + 16;
   return `${[
