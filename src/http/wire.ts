@@ -136,7 +136,7 @@ function utcDate(): string {
 /**
  * Header names and values already checked against node:http's rules. Strings are immutable, so one that
  * passed once always passes; the auth check sends the same few names and, per session, the same value
- * strings on every request (a split session's groups value is ~5 KB, which the character check would
+ * strings on every request (a groups value can run to kilobytes, which the character check would
  * otherwise scan each time). Bounded: cleared when full.
  */
 const checkedNames = new Set<string>();
