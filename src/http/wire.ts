@@ -44,7 +44,6 @@ interface ParserClass {
   kOnHeadersComplete: number;
   kOnBody: number;
   kOnMessageComplete: number;
-  kOnExecute: number;
   kLenientNone: number;
   kLenientAll: number;
 }
@@ -319,8 +318,8 @@ class Conn {
     | undefined = undefined;
   readonly onData = (d: Buffer) => this.data(d);
   readonly onEnd = () => this.end();
-  readonly onError = (e: Error) => this.error(e);
-  readonly onClose = () => this.close();
+  readonly onError = (e: Error) => this.clientError(e);
+  readonly onClose = () => this.detach();
 
   constructor(wire: Wire, socket: Socket) {
     this.wire = wire;
@@ -524,10 +523,6 @@ class Conn {
     this.socket.end();
   }
 
-  error(e: Error): void {
-    this.clientError(e);
-  }
-
   /** node:http's socketOnError: the server's clientError listeners answer, else its default answer. */
   clientError(e: Error & { code?: string }): void {
     const socket = this.socket;
@@ -578,10 +573,6 @@ class Conn {
     this.wire.conns.delete(this);
     const parser = this.parser;
     setImmediate(() => parser.close());
-  }
-
-  close(): void {
-    this.detach();
   }
 
   /** Idle: no request in progress and nothing read but not yet answered. */
@@ -676,5 +667,3 @@ export function attachWire(server: Server, handlers: WireHandlers): WireStats | 
   };
   return wire.stats;
 }
-
-export type { Conn };
