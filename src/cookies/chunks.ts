@@ -118,16 +118,42 @@ export function parseCookieHeader(header: string | undefined): Map<string, strin
  * {@link splitCookieName} makes them) are joined up to the first missing index. undefined when none.
  */
 export function readChunked(name: string, cookies: ReadonlyMap<string, string>): string | undefined {
+  const parts = readChunks(name, cookies);
+  return parts === undefined ? undefined : parts.length === 1 ? parts[0] : parts.join('');
+}
+
+/**
+ * The pieces {@link readChunked} joins, in order: `[value]` for a cookie named exactly `<name>`, else the
+ * values of `<name>_0`, `<name>_1`, … up to the first missing index. undefined when none. For callers that
+ * can compare a known value against the pieces without building the joined string.
+ */
+export function readChunks(name: string, cookies: ReadonlyMap<string, string>): string[] | undefined {
   const whole = cookies.get(name);
-  if (whole !== undefined) return whole;
+  if (whole !== undefined) return [whole];
   const first = cookies.get(splitCookieName(name, 0));
   if (first === undefined) return undefined;
-  let joined = first;
+  const parts = [first];
   for (let index = 1; ; index++) {
     const part = cookies.get(splitCookieName(name, index));
-    if (part === undefined) return joined;
-    joined += part;
+    if (part === undefined) return parts;
+    parts.push(part);
   }
+}
+
+/** True when `value` is exactly the concatenation of `parts` (without building the concatenation). */
+export function equalsJoined(value: string, parts: readonly string[]): boolean {
+  if (parts.length === 1) return value === parts[0];
+  let total = 0;
+  for (const p of parts) total += p.length;
+  if (total !== value.length) return false;
+  let at = 0;
+  for (const p of parts) {
+    // A slice of a flat string is a view; comparing it with === is a memory compare, unlike
+    // startsWith(p, at), which V8 runs character by character.
+    if (value.slice(at, at + p.length) !== p) return false;
+    at += p.length;
+  }
+  return true;
 }
 
 /**

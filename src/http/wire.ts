@@ -396,6 +396,9 @@ class Conn {
       this.got = undefined;
       const r = this.parser.execute(chunk);
       const got = this.got as Conn['got'];
+      // Not kept past this request: an idle connection holding its last request's headers (kilobytes of
+      // cookies) would have them copied by every young-generation GC until its next request.
+      this.got = undefined;
       if (got === undefined) {
         if (r instanceof Error) {
           this.handOff(partial === undefined ? [chunk] : [...partial, chunk]);

@@ -1,8 +1,10 @@
 // The cookie session store: the whole session sealed into (possibly split) session cookies (COMPAT.md §3.4, §3.5, §7.4).
 import {
   clearingSetCookies,
+  equalsJoined,
   presentSessionCookieNames,
   readChunked,
+  readChunks,
   splitCookieName,
   splitSetCookies,
 } from '../cookies/chunks.js';
@@ -70,11 +72,26 @@ export function createCookieSessionStore(deps: CookieSessionStoreDeps): SessionS
     return result;
   };
 
-  const openKey = (key: string, now: number): SessionResult | InvalidSessionReason => {
-    const hit = cache.get(cacheKey(key), now);
-    // A hit counts only for the identical sealed value. The entry's expiry enforces the lower window
-    // bound; the upper bound only loosens with time.
-    if (hit !== undefined && hit.key === key && inWindow(hit.session.createdAt, now)) return hit;
+  /**
+   * The cached result for the sealed value made of `parts` (one cookie, or a split session's chunks in
+   * order). A hit counts only for the identical sealed value. The entry's expiry enforces the lower
+   * window bound; the upper bound only loosens with time. A split value is compared piece by piece: a
+   * joined copy of several kilobytes per request would cost more than the compare itself.
+   */
+  const cached = (parts: readonly string[], now: number): SessionResult | undefined => {
+    const head = parts[0] as string;
+    // The key is the value's head; a first chunk shorter than the head (never written by us) is joined.
+    if (parts.length > 1 && head.length < CACHE_KEY_CHARS) return cached([parts.join('')], now);
+    const hit = cache.get(cacheKey(head), now);
+    return hit !== undefined && equalsJoined(hit.key, parts) && inWindow(hit.session.createdAt, now)
+      ? hit
+      : undefined;
+  };
+
+  const openKey = (key: string, now: number): SessionResult | InvalidSessionReason =>
+    cached([key], now) ?? openFresh(key, now);
+
+  const openFresh = (key: string, now: number): SessionResult | InvalidSessionReason => {
     const opened = codec.open(key);
     if (!opened.ok) return opened.reason === 'bad_mac' ? 'bad_mac' : 'malformed';
     // issuedAt is authenticated, so the window is checked before any JSON is parsed.
@@ -98,9 +115,10 @@ export function createCookieSessionStore(deps: CookieSessionStoreDeps): SessionS
   };
 
   const loadSync = (ctx: CookieContext, now: number): LoadResult => {
-    const key = readChunked(cookieName, ctx.cookies);
-    if (key === undefined) return { kind: 'none' };
-    const opened = openKey(key, now);
+    const parts = readChunks(cookieName, ctx.cookies);
+    if (parts === undefined) return { kind: 'none' };
+    const opened =
+      cached(parts, now) ?? openFresh(parts.length === 1 ? (parts[0] as string) : parts.join(''), now);
     const r = typeof opened !== 'string' && isRevoked(opened.session, now) ? 'revoked' : opened;
     if (typeof r !== 'string') return r;
     return {

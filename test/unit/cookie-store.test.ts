@@ -278,6 +278,63 @@ t.test('cache: keyed by the head of the value, but a hit needs the whole value',
   t.equal((await store.load(ctxOf(jar), T0)).kind, 'session', 'the genuine value still loads');
 });
 
+t.test('cache: a split session hits only for its exact chunks, compared without joining', async (t) => {
+  const { store, codec, jarAfterSave } = setup({ cacheSize: 8 });
+  const big = session({
+    groups: Array.from({ length: 120 }, (_, i) => `cn=group-${i},ou=groups,dc=example`),
+  });
+  const jar = await jarAfterSave(big);
+  const c0 = jar.get(`${NAME}_0`) ?? '';
+  const c1 = jar.get(`${NAME}_1`) ?? '';
+  t.ok(c0.length > 64 && c1.length > 0 && !jar.has(NAME) && !jar.has(`${NAME}_2`), 'saved as 2 chunks');
+  t.same(sessionOf(await store.load(ctxOf(jar), T0)), big);
+  t.equal(codec.opens, 0, 'served from the cache');
+  const variants: [string, Map<string, string>][] = [
+    [
+      'a changed last character',
+      new Map([
+        [`${NAME}_0`, c0],
+        [`${NAME}_1`, `${c1.slice(0, -1)}${c1.at(-1) === 'A' ? 'B' : 'A'}`],
+      ]),
+    ],
+    [
+      'a missing tail',
+      new Map([
+        [`${NAME}_0`, c0],
+        [`${NAME}_1`, c1.slice(0, -1)],
+      ]),
+    ],
+    [
+      'an extra tail',
+      new Map([
+        [`${NAME}_0`, c0],
+        [`${NAME}_1`, `${c1}A`],
+      ]),
+    ],
+    ['the first chunk alone', new Map([[`${NAME}_0`, c0]])],
+  ];
+  for (const [label, forged] of variants) {
+    const before = codec.opens;
+    t.equal((await store.load(ctxOf(forged), T0)).kind, 'invalid', `${label}: refused`);
+    t.equal(codec.opens, before + 1, `${label}: not a cache hit`);
+  }
+  // The same value cut at other places is the same sealed value (the chunks are joined, §3.5.2).
+  const recut = new Map([
+    [`${NAME}_0`, c0.slice(0, 70)],
+    [`${NAME}_1`, c0.slice(70) + c1.slice(0, 5)],
+    [`${NAME}_2`, c1.slice(5)],
+  ]);
+  const before = codec.opens;
+  t.same(sessionOf(await store.load(ctxOf(recut), T0)), big, 'chunk boundaries elsewhere: same value');
+  t.equal(codec.opens, before, 'and still a hit');
+  const tiny = new Map([
+    [`${NAME}_0`, c0.slice(0, 10)],
+    [`${NAME}_1`, c0.slice(10) + c1],
+  ]);
+  t.same(sessionOf(await store.load(ctxOf(tiny), T0)), big, 'a first chunk shorter than the key: joined');
+  t.equal(codec.opens, before, 'also a hit');
+});
+
 t.test('cache: a hit does no crypto; clear evicts; size 0 disables', async (t) => {
   {
     const { store, codec, jarAfterSave } = setup({ cacheSize: 8 });

@@ -3,10 +3,12 @@ import fc from 'fast-check';
 import t from 'tap';
 import {
   clearingSetCookies,
+  equalsJoined,
   isSessionCookieName,
   parseCookieHeader,
   presentSessionCookieNames,
   readChunked,
+  readChunks,
   serializeCookie,
   splitCookieName,
   splitSetCookies,
@@ -346,6 +348,58 @@ t.test('parseCookieHeader never throws and keeps the first occurrence', async (t
       ['g', ' h '],
       ['t', '1'],
     ],
+  );
+});
+
+t.test('equalsJoined is the same answer as comparing with the joined string', async (t) => {
+  const piece = fc.string({ unit: fc.constantFrom('a', 'b', 'é', '\u{1F600}'), maxLength: 6 });
+  fc.assert(
+    fc.property(
+      fc.array(piece, { minLength: 1, maxLength: 5 }),
+      piece,
+      fc.boolean(),
+      (parts, other, same) => {
+        const value = same ? parts.join('') : other;
+        return equalsJoined(value, parts) === (value === parts.join(''));
+      },
+    ),
+    RUNS,
+  );
+  t.ok(equalsJoined('abcdef', ['ab', 'cd', 'ef']));
+  t.ok(equalsJoined('abcdef', ['', 'abc', '', 'def']), 'empty pieces');
+  t.notOk(equalsJoined('abcdef', ['ab', 'cd', 'eg']), 'last piece differs');
+  t.notOk(equalsJoined('abcdef', ['ab', 'cd']), 'shorter');
+  t.notOk(equalsJoined('abcd', ['ab', 'cd', 'ef']), 'longer');
+  t.notOk(equalsJoined('abcdef', ['abcdefg']), 'single piece');
+});
+
+t.test('readChunks returns the pieces readChunked joins', async (t) => {
+  const m = (entries: [string, string][]) => new Map(entries);
+  t.equal(readChunks('s', m([])), undefined);
+  t.equal(readChunks('s', m([['s_1', 'b']])), undefined, 'no _0, no session');
+  t.same(
+    readChunks(
+      's',
+      m([
+        ['s_0', 'a'],
+        ['s', 'whole'],
+        ['s_1', 'b'],
+      ]),
+    ),
+    ['whole'],
+    'the unsplit cookie wins',
+  );
+  t.same(
+    readChunks(
+      's',
+      m([
+        ['s_1', 'b'],
+        ['s_0', 'a'],
+        ['s_3', 'd'],
+      ]),
+    ),
+    ['a', 'b'],
+    'stops at the first gap',
   );
 });
 
