@@ -267,6 +267,31 @@ t.test('pipelined and slow readers: every answer, in order, without buffering wi
   );
 });
 
+t.test(
+  'the parser reads the socket itself: no stream data events for requests the wire answers',
+  async (t) => {
+    const r = await rig(true);
+    t.teardown(() => r.close());
+    let events = 0;
+    let sockets = 0;
+    r.server.on('connection', (s: Socket) => {
+      sockets++;
+      s.on('data', () => events++);
+    });
+    const reqs = Array.from({ length: 50 }, (_, i) => get(`/wire?i=${i}`));
+    const { text } = await exchange(r.port, reqs, { gapMs: 1 });
+    t.equal((text.match(/HTTP\/1\.1 202/g) ?? []).length, 50, 'all answered');
+    t.equal(sockets, 1);
+    t.equal(events, 0, 'the reads went to the parser, not through the socket stream');
+    // Handed to node:http, the connection is read through the stream again.
+    const handed = await exchange(r.port, [get('/wire'), get('/node', ['Host: a', 'Connection: close'])], {
+      gapMs: 5,
+    });
+    t.match(handed.text, /^HTTP\/1\.1 202 [\s\S]*HTTP\/1\.1 200 OK\r\n[\s\S]*\/node \{/);
+    t.ok(events > 0, 'node:http read its request from data events');
+  },
+);
+
 t.test('an async answer for a client that has gone: nothing breaks', async (t) => {
   const sock = connect(wired.port, '127.0.0.1');
   await new Promise((r) => sock.once('connect', r));
