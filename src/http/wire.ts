@@ -134,6 +134,8 @@ export interface WireStats {
 const HEADER_TIMEOUT_CODE = 'ERR_HTTP_REQUEST_TIMEOUT';
 /** Node keeps an idle socket this much longer than the Keep-Alive timeout it advertises. */
 const KEEP_ALIVE_BUFFER_MS = 1000;
+/** At most this many pieces of an incomplete request are kept before they are joined. */
+const PARTIAL_PIECES = 64;
 /** How often timeouts are checked; activity stamps may be this stale, so limits get this much extra. */
 const SWEEP_MS = 1000;
 
@@ -447,8 +449,7 @@ class Conn {
         return;
       }
       // Headers not complete yet (bounded: the parser refuses more than the size limit).
-      if (partial === undefined) this.partial = [bytes];
-      else partial.push(bytes);
+      this.keep(bytes);
       return;
     }
     const taken = typeof ret === 'number' ? ret : len;
@@ -464,6 +465,18 @@ class Conn {
     }
     if (this.busy && !this.closed) this.stop();
     else if (!this.busy && this.eof && this.queued.length === 0) this.finishEof();
+  }
+
+  /**
+   * Keeps the bytes of an incomplete request (for a hand-off). A client sending a byte per read would
+   * otherwise leave one Buffer per byte (tens of thousands up to the header limit): the pieces are joined
+   * whenever PARTIAL_PIECES have gathered, so a connection holds at most that many.
+   */
+  keep(bytes: Buffer): void {
+    const partial = this.partial;
+    if (partial === undefined) this.partial = [bytes];
+    else if (partial.length < PARTIAL_PIECES) partial.push(bytes);
+    else this.partial = [Buffer.concat([...partial, bytes])];
   }
 
   /** Stops reading the socket until start(). */
@@ -501,8 +514,7 @@ class Conn {
           return;
         }
         // Headers not complete yet: keep the bytes (bounded: the parser refuses more than the size limit).
-        if (partial === undefined) this.partial = [chunk];
-        else partial.push(chunk);
+        this.keep(chunk);
         break;
       }
       const whole = chunk;

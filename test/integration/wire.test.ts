@@ -191,6 +191,19 @@ t.test('requests split across reads, a byte at a time, are answered by the wire'
   // A request for node:http that arrives in pieces is handed over whole.
   const other = await exchange(wired.port, [get('/no').slice(0, 7), get('/no').slice(7)], { gapMs: 5 });
   t.match(other.text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*\/no \{"host":"a"\}/);
+  // Also a byte at a time, longer than the pieces the wire keeps before joining them.
+  const slowNo = get('/no', ['Host: a', `X-Long: ${'l'.repeat(150)}`, 'Connection: close']);
+  const bytewise = await exchange(
+    wired.port,
+    [...slowNo].map((ch) => Buffer.from(ch, 'latin1')),
+    { gapMs: 1 },
+  );
+  t.match(
+    bytewise.text,
+    new RegExp(
+      `^HTTP/1\\.1 200 OK\\r\\n[\\s\\S]*/no \\{"host":"a","x-long":"l{150}","connection":"close"\\}$`,
+    ),
+  );
 });
 
 t.test(
