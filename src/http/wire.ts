@@ -422,7 +422,6 @@ class Conn {
       return;
     }
     this.feed(d);
-    if (this.busy) this.stop();
   }
 
   /**
@@ -438,6 +437,15 @@ class Conn {
     this.seen = total;
     this.last = wire.clock;
     if (this.closed) return;
+    if (this.busy) {
+      // A read while an answer is pending (a pipelining client). The parser has taken it from the fresh
+      // state it was left in; it is parsed again, after what was queued before it, once the answer is out.
+      this.got = undefined;
+      this.reset();
+      this.queued.push(this.parser.getCurrentBuffer());
+      this.stop();
+      return;
+    }
     const got = this.got;
     this.got = undefined;
     const partial = this.partial;
@@ -458,13 +466,15 @@ class Conn {
       const bytes = this.parser.getCurrentBuffer();
       return partial === undefined ? [bytes] : [...partial, bytes];
     });
-    if (!served) return;
-    if (rest !== undefined) {
-      if (this.busy) this.queued.unshift(rest);
-      else this.feed(rest);
+    if (!served || rest === undefined) return;
+    if (!this.busy) {
+      this.feed(rest);
+      return;
     }
-    if (this.busy && !this.closed) this.stop();
-    else if (!this.busy && this.eof && this.queued.length === 0) this.finishEof();
+    // Pipelined requests behind one whose answer is pending: read no more until it is out. (A lone request
+    // answered later does not stop reading: that would cost two system calls per request.)
+    this.queued.unshift(rest);
+    this.stop();
   }
 
   /**
@@ -624,8 +634,7 @@ class Conn {
     } else if (this.eof) {
       this.finishEof();
     }
-    if (this.busy) this.stop();
-    else if (!this.closed) this.start();
+    if (!this.busy && !this.closed) this.start();
   }
 
   end(): void {

@@ -303,6 +303,22 @@ t.test(
   },
 );
 
+t.test('requests arriving while an answer is pending are answered after it, in order', async (t) => {
+  // Each a separate write, a turn apart: the later ones are read while /wire-async (5 ms) is pending.
+  const parts = [
+    get('/wire-async?i=0'),
+    get('/wire?i=1'),
+    get('/wire-async?i=2').slice(0, 20),
+    get('/wire-async?i=2').slice(20),
+    get('/wire?i=3'),
+    get('/node?i=4'),
+    get('/wire?i=5', ['Host: a', 'Connection: close']),
+  ];
+  const { text } = await exchange(wired.port, parts, { gapMs: 1, end: false });
+  const order = [...text.matchAll(/\/(?:wire|node)(?:-async)?\?i=(\d+) /g)].map((m) => Number(m[1]));
+  t.same(order, [0, 1, 2, 3, 4, 5], 'every answer, in order');
+});
+
 t.test('an async answer for a client that has gone: nothing breaks', async (t) => {
   const sock = connect(wired.port, '127.0.0.1');
   await new Promise((r) => sock.once('connect', r));
