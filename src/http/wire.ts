@@ -315,7 +315,7 @@ class Conn {
   readonly handle: StreamHandle;
   /** handle.bytesRead up to the end of the last read handled: the length of each new read follows. */
   seen = 0;
-  /** Reading stopped by the wire (an answer pending, or the client not reading its answers). */
+  /** Reading stopped by the wire (pipelined requests behind a pending answer, or a client not reading). */
   stopped = false;
   /** The bytes of the current request from its first byte (only while it is incomplete). */
   partial: Buffer[] | undefined = undefined;
