@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ALL_ACCOUNTS, CLIENT_ID, CLIENT_SECRET, USER } from './lib/accounts.mjs';
+import { ALL_ACCOUNTS, CLIENT_ID, CLIENT_SECRET, gatehouseArgs, USER } from './lib/accounts.mjs';
 import { loginSession } from './lib/login.mjs';
 import { cpuSeconds, createProcs, freePort, waitForHttp } from './lib/procs.mjs';
 import { startRedis } from './lib/redis.mjs';
@@ -70,18 +70,7 @@ const startGatehouse = async (key, root) => {
   const args = [
     '--max-semi-space-size=4',
     join(root, 'dist/cli.js'),
-    '--provider=oidc',
-    `--oidc-issuer-url=${idp.issuer}`,
-    `--client-id=${CLIENT_ID}`,
-    `--client-secret=${CLIENT_SECRET}`,
-    `--cookie-secret=${secret}`,
-    '--cookie-secure=false',
-    '--email-domain=*',
-    `--http-address=127.0.0.1:${p}`,
-    `--redirect-url=http://127.0.0.1:${p}/oauth2/callback`,
-    '--set-xauthrequest',
-    '--scope=openid email profile groups',
-    ...store,
+    ...gatehouseArgs({ issuer: idp.issuer, secret, port: p, extra: store }),
   ];
   const proc = procs.start(key, '0', process.execPath, args, { cwd: root });
   await waitForHttp(`http://127.0.0.1:${p}/ready`, proc);

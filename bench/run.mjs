@@ -8,7 +8,14 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ALL_ACCOUNTS, CLIENT_ID, CLIENT_SECRET, SPLIT_LADDER, USER } from './lib/accounts.mjs';
+import {
+  ALL_ACCOUNTS,
+  CLIENT_ID,
+  CLIENT_SECRET,
+  gatehouseArgs,
+  SPLIT_LADDER,
+  USER,
+} from './lib/accounts.mjs';
 import { loginSession } from './lib/login.mjs';
 import { writeNginxConf } from './lib/nginx.mjs';
 import { cpuSeconds, createProcs, freePort, rssMiB, waitForHttp } from './lib/procs.mjs';
@@ -251,22 +258,8 @@ function createRun(opt, procs, tmp) {
     });
   };
 
-  const ghArgs = (p, extra) => [
-    '--provider=oidc',
-    `--oidc-issuer-url=${idp.issuer}`,
-    `--client-id=${CLIENT_ID}`,
-    `--client-secret=${CLIENT_SECRET}`,
-    `--cookie-secret=${secret}`,
-    '--cookie-secure=false',
-    '--email-domain=*',
-    `--http-address=127.0.0.1:${p}`,
-    `--redirect-url=http://127.0.0.1:${p}/oauth2/callback`,
-    '--set-xauthrequest',
-    // gatehouse asks for the groups scope by itself only with --allowed-group; the sessions need groups.
-    '--scope=openid email profile groups',
-    ...extra,
-    ...opt.extraArgs,
-  ];
+  const ghArgs = (p, extra) =>
+    gatehouseArgs({ issuer: idp.issuer, secret, port: p, extra: [...extra, ...opt.extraArgs] });
 
   const startGatehouse = async (key, cpus, extra) => {
     if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run `npm run build` first');

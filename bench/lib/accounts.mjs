@@ -38,3 +38,23 @@ export const splitAccount = (n) => ({
 });
 
 export const ALL_ACCOUNTS = [USER, ...SPLIT_LADDER.map(splitAccount)];
+
+/**
+ * The flags every bench gatehouse runs with (bench/README.md, "What is measured"): the dev IdP's client,
+ * `secret` as cookie secret, listening on 127.0.0.1:`port`, identity headers on, then `extra`.
+ */
+export const gatehouseArgs = ({ issuer, secret, port, extra = [] }) => [
+  '--provider=oidc',
+  `--oidc-issuer-url=${issuer}`,
+  `--client-id=${CLIENT_ID}`,
+  `--client-secret=${CLIENT_SECRET}`,
+  `--cookie-secret=${secret}`,
+  '--cookie-secure=false',
+  '--email-domain=*',
+  `--http-address=127.0.0.1:${port}`,
+  `--redirect-url=http://127.0.0.1:${port}/oauth2/callback`,
+  '--set-xauthrequest',
+  // gatehouse asks for the groups scope by itself only with --allowed-group; the sessions need groups.
+  '--scope=openid email profile groups',
+  ...extra,
+];
