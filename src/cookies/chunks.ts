@@ -118,8 +118,7 @@ export function parseCookieHeader(header: string | undefined): Map<string, strin
  * {@link splitCookieName} makes them) are joined up to the first missing index. undefined when none.
  */
 export function readChunked(name: string, cookies: ReadonlyMap<string, string>): string | undefined {
-  const parts = readChunks(name, cookies);
-  return parts === undefined ? undefined : parts.length === 1 ? parts[0] : parts.join('');
+  return readChunks(name, cookies)?.join('');
 }
 
 /**

@@ -117,8 +117,7 @@ export function createCookieSessionStore(deps: CookieSessionStoreDeps): SessionS
   const loadSync = (ctx: CookieContext, now: number): LoadResult => {
     const parts = readChunks(cookieName, ctx.cookies);
     if (parts === undefined) return { kind: 'none' };
-    const opened =
-      cached(parts, now) ?? openFresh(parts.length === 1 ? (parts[0] as string) : parts.join(''), now);
+    const opened = cached(parts, now) ?? openFresh(parts.join(''), now);
     const r = typeof opened !== 'string' && isRevoked(opened.session, now) ? 'revoked' : opened;
     if (typeof r !== 'string') return r;
     return {
