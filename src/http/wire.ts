@@ -30,6 +30,7 @@ import {
 } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
 
 interface Parser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
@@ -306,6 +307,16 @@ interface Wire {
   draining: boolean;
 }
 
+/** libuv's "already reading" (not an error here). */
+const UV_EALREADY = -(osConstants.errno.EALREADY ?? 114);
+
+/** Restarts reading; a handle that cannot read any more (closing under us) ends the connection, as net.Socket does. */
+function readOn(handle: StreamHandle, socket: Socket): void {
+  handle.reading = true;
+  const err = handle.readStart();
+  if (err !== 0 && err !== UV_EALREADY) socket.destroy();
+}
+
 class Conn {
   readonly wire: Wire;
   readonly socket: Socket;
@@ -501,8 +512,7 @@ class Conn {
     if (!this.stopped) return;
     this.stopped = false;
     if (this.socket.destroyed) return;
-    this.handle.reading = true;
-    this.handle.readStart();
+    readOn(this.handle, this.socket);
   }
 
   /** Parses `d` (which follows this.partial) and answers each complete request in it, in order. */
@@ -686,10 +696,7 @@ class Conn {
     socket.pause();
     // node:http reads through 'data' events then (the handle stays marked consumed, so it does not try to
     // consume it again). Reading stopped by the wire is started again: net.Socket would not restart it.
-    if (stopped && !socket.destroyed) {
-      this.handle.reading = true;
-      this.handle.readStart();
-    }
+    if (stopped && !socket.destroyed) readOn(this.handle, socket);
     this.wire.nodeListener.call(this.wire.server, socket);
     // The bytes in hand go to node:http's listener first, then whatever the socket still holds.
     if (rest.length > 0) socket.emit('data', rest);
