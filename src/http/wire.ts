@@ -522,7 +522,6 @@ class Conn {
     while (chunk.length > 0 && !this.closed) {
       const partial = this.partial;
       if (partial === undefined) this.started = wire.clock;
-      this.got = undefined;
       const r = this.parser.execute(chunk);
       const got = this.got as Conn['got'];
       // Not kept past this request: an idle connection holding its last request's headers (kilobytes of
