@@ -1,7 +1,7 @@
 // The Fastify server: one method-agnostic route that dispatches on the raw path (COMPAT.md §1.1), and in
-// front of it the fast path that answers GET/HEAD on the auth path with the same route code (fastAuth):
-// on plain HTTP listeners straight from the connection (wire.ts), on TLS listeners from node:http's
-// request objects.
+// front of it the fast path that answers GET/HEAD on the auth path with the same route code (fastAuth)
+// from node:http's own request and response objects. Every request comes in through node:http's public
+// API; the fast path only skips Fastify's routing, hooks and reply object.
 import { randomUUID } from 'node:crypto';
 import {
   createServer as createHttp,
@@ -20,7 +20,6 @@ import { type AuthLine, authLogWriter, type RequestLine, requestLogWriter } from
 import { createRoutes } from './routes.js';
 import type { Services } from './services.js';
 import { plain } from './util.js';
-import { attachWire, type WireReply } from './wire.js';
 
 /** Per-request state the routes fill in for the log line and metrics. */
 export interface RequestState {
@@ -83,23 +82,16 @@ export interface TlsOptions {
   readonly minVersion?: 'TLSv1.2' | 'TLSv1.3';
 }
 
-/**
- * `fastPath: false` sends GET/HEAD /oauth2/auth through Fastify too; `wire: false` answers them on
- * node:http's request objects instead of on the wire (tests compare the three).
- */
+/** `fastPath: false` sends GET/HEAD /oauth2/auth through Fastify too (tests compare the two). */
 export interface ServerOptions {
   readonly fastPath?: boolean;
-  readonly wire?: boolean;
 }
-
-/** The replies the fast path writes through. */
-type FastReply = RawReply | WireReply;
 
 /** Builds the main Fastify instance over precompiled services. */
 export function createHttpServer(
   initial: Services,
   tls?: TlsOptions,
-  { fastPath = true, wire = true }: ServerOptions = {},
+  { fastPath = true }: ServerOptions = {},
 ): FastifyInstance {
   const app = Fastify({
     logger: false,
@@ -114,26 +106,12 @@ export function createHttpServer(
         const url = req.url ?? '/';
         const kit = k;
         if (!closing && fastPath && (method === 'GET' || method === 'HEAD') && isAuthUrl(kit, url)) {
-          const abort = () => {
-            if (!res.writableEnded) res.destroy();
-          };
-          fastAuth(kit, method, url, req.headers, req.socket.remoteAddress, new RawReply(req, res), abort);
+          fastAuth(kit, method, url, req, res);
         } else {
           fastifyHandler(req, res);
         }
       };
-      if (!tls) {
-        const server = createHttp({ maxHeaderSize: MAX_HEADER_SIZE }, handler);
-        if (fastPath && wire) {
-          // The same requests again, on connections read by the wire (wire.ts) before node:http sees them.
-          attachWire(server, {
-            accepts: (_method, url) => !closing && isAuthUrl(k, url),
-            // Called right after accepts() returned true, in the same turn: `k` is the same services.
-            handle: (r, reply) => fastAuth(k, r.method, r.url, r.headers, r.peer, reply, () => undefined),
-          });
-        }
-        return server;
-      }
+      if (!tls) return createHttp({ maxHeaderSize: MAX_HEADER_SIZE }, handler);
       return createHttps(
         {
           key: tls.key,
@@ -343,19 +321,18 @@ export function createHttpServer(
 
   /**
    * GET and HEAD on the auth path (isAuthUrl), answered with the same route code and the same bytes as
-   * through Fastify, on node:http directly (RawReply) or on the wire (WireReply). `abort` ends an answer
-   * that failed after its first bytes went out.
+   * through Fastify, written on node:http's response (RawReply).
    */
   const fastAuth = (
     kit: Kit,
     method: 'GET' | 'HEAD',
     url: string,
-    headers: IncomingHttpHeaders,
-    peer: string | undefined,
-    reply: FastReply,
-    abort: () => void,
+    req: IncomingMessage,
+    res: ServerResponse,
   ): void => {
     const ap = kit.authPath as string;
+    const headers = req.headers;
+    const reply = new RawReply(req, res);
     const state = newState(kit);
     measure(kit, state);
     // Metrics and the log line; a failure there (an observer's bug) is logged, never thrown at the socket.
@@ -377,12 +354,13 @@ export function createHttpServer(
       if (!reply.sent) {
         reply.reset();
         plain(reply, 500);
-      } else {
-        abort();
+      } else if (!res.writableEnded) {
+        // Part of the answer went out: end the connection rather than leave the proxy a torn answer.
+        res.destroy();
       }
       end();
     };
-    let r: FastReply | Promise<FastReply>;
+    let r: RawReply | Promise<RawReply>;
     try {
       r = kit.routes.auth(
         contextFor(
@@ -393,7 +371,7 @@ export function createHttpServer(
           url.length === ap.length ? -1 : ap.length,
           ap,
           headers,
-          peer,
+          req.socket.remoteAddress,
           state,
         ),
       );
