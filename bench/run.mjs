@@ -16,9 +16,17 @@ import {
   SPLIT_LADDER,
   USER,
 } from './lib/accounts.mjs';
+import {
+  APACHE_CLIENT_ID,
+  APACHE_CLIENT_SECRET,
+  apacheAvailable,
+  apacheLogin,
+  writeApacheConf,
+} from './lib/apache.mjs';
 import { loginSession } from './lib/login.mjs';
 import { writeNginxConf } from './lib/nginx.mjs';
-import { cpuSeconds, createProcs, freePort, rssMiB, waitForHttp } from './lib/procs.mjs';
+import { resolveNode } from './lib/node.mjs';
+import { createProcs, freePort, groupCpuSeconds, rssMiB, waitForHttp } from './lib/procs.mjs';
 import { startRedis } from './lib/redis.mjs';
 import { formatTable, writeResults } from './lib/report.mjs';
 import { driveRequests, runWrk } from './lib/wrk.mjs';
@@ -27,6 +35,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'dist/cli.js');
 const IDP = join(ROOT, 'dist/dev/idp.js');
 const BARE = join(ROOT, 'bench/servers/bare-fastify.mjs');
+const CEILING = join(ROOT, 'bench/servers/ceiling.mjs');
 // gatehouse runs with the Node.js flags it ships with: those of `npm start` (the Dockerfile uses the same).
 const START_NODE_FLAGS = (() => {
   const start = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.start;
@@ -55,8 +64,10 @@ const HELP = `usage: node bench/run.mjs [options]   (npm run bench -- [options])
   --memory-requests N requests per server before RSS is read in a full run (default 1000000)
   --workers N         worker count of the multi-worker rows (default 2)
   --only a,b          run only these case ids (see the table; "memory" = the 1M-request RSS check)
-  --seconds N         measured seconds per case (default 10, quick 1)
-  --warmup N          warm-up seconds per case (default 3, quick 1)
+  --rounds N          alternating rounds of the direct and end-to-end cases (default 5, quick 1)
+  --seconds N         measured seconds per case and round (default 4, quick 1)
+  --warmup N          warm-up seconds per case (default 2, quick 1)
+  --node PATH         the Node.js binary for gatehouse and the baselines (default: Node 24, see bench/README.md)
   --gatehouse-arg F   extra flag for every gatehouse instance (repeatable)
   --node-arg F        extra Node.js flag for every gatehouse instance, e.g. --cpu-prof (repeatable)
   --no-pin            do not use taskset (numbers are then not comparable)
@@ -73,8 +84,10 @@ function parseOptions(argv) {
       'memory-requests': { type: 'string', default: String(MEMORY_REQUESTS) },
       workers: { type: 'string', default: '2' },
       only: { type: 'string' },
+      rounds: { type: 'string' },
       seconds: { type: 'string' },
       warmup: { type: 'string' },
+      node: { type: 'string' },
       'gatehouse-arg': { type: 'string', multiple: true, default: [] },
       'node-arg': { type: 'string', multiple: true, default: [] },
       'no-pin': { type: 'boolean', default: false },
@@ -100,8 +113,10 @@ function parseOptions(argv) {
     memoryRequests: int('memory-requests', values['memory-requests'], 1000),
     workers: int('workers', values.workers, 2),
     only: values.only ? new Set(values.only.split(',').map((s) => s.trim())) : null,
-    seconds: int('seconds', values.seconds ?? (quick ? '1' : '10'), 1),
-    warmup: int('warmup', values.warmup ?? (quick ? '1' : '3'), 0),
+    rounds: int('rounds', values.rounds ?? (quick ? '1' : '5'), 1),
+    seconds: int('seconds', values.seconds ?? (quick ? '1' : '4'), 1),
+    warmup: int('warmup', values.warmup ?? (quick ? '1' : '2'), 0),
+    nodePath: values.node,
     extraArgs: values['gatehouse-arg'],
     nodeArgs: values['node-arg'],
     pin: !values['no-pin'] && os.cpus().length >= 2,
@@ -109,46 +124,58 @@ function parseOptions(argv) {
   };
 }
 
-/** The throughput cases, in run order (servers are shared by consecutive cases and stopped when unused). */
+/**
+ * The throughput cases. `group` says how they are measured: `direct` (the server on core 0, wrk on core 1)
+ * and `e2e` (nginx or Apache and the auth server together on core 0, wrk on core 1) in alternating rounds,
+ * `workers` (not pinned) once each. `ratioTo` names the row a case is compared with and `metric` what is
+ * compared: `cpu`, the server side's CPU time per request (ratio = the other row's ÷ this one's: 1.0 =
+ * as cheap); `rps`, requests per second (ratio = the other row's ÷ this one's: 2.5 = the other serves 2.5×).
+ */
 function defineCases(W) {
   const gw = `${W} workers`;
+  const direct = { group: 'direct', path: '/oauth2/auth', metric: 'cpu' };
+  const e2e = { group: 'e2e', path: '/', metric: 'cpu' };
   return [
-    { id: 'bare', title: 'bare Fastify 202 (baseline)', server: 'bare', cred: 'none', expect: 202 },
     {
-      id: 'nginx-bare',
-      title: 'nginx auth_request -> bare Fastify',
-      server: 'nginx-bare',
+      ...direct,
+      id: 'bare',
+      title: 'bare Fastify 202 (baseline)',
+      server: 'bare',
       cred: 'none',
-      expect: 200,
+      expect: 202,
     },
     {
+      ...direct,
       id: 'cookie',
       title: 'cookie session, 5 groups',
       server: 'gh-cookie',
       cred: 'session',
       expect: 202,
       ratioTo: 'bare',
-      budget: 0.8,
+      budget: 0.7,
     },
     {
+      ...direct,
       id: 'split',
       title: 'split session (2 cookies)',
       server: 'gh-cookie',
       cred: 'split',
       expect: 202,
       ratioTo: 'bare',
-      budget: 0.7,
+      budget: 0.6,
     },
     {
+      ...direct,
       id: '401',
       title: '401 (no cookie)',
       server: 'gh-cookie',
       cred: 'none',
       expect: 401,
       ratioTo: 'bare',
-      budget: 0.85,
+      budget: 0.8,
     },
     {
+      ...direct,
       id: '403',
       title: '403 (allowed_groups miss)',
       server: 'gh-cookie',
@@ -158,34 +185,68 @@ function defineCases(W) {
       ratioTo: 'bare',
     },
     {
-      id: 'nginx-gatehouse',
-      title: 'nginx auth_request -> gatehouse',
-      server: 'nginx-gh',
-      cred: 'session',
-      expect: 200,
-      ratioTo: 'nginx-bare',
-      budget: 0.75,
-    },
-    {
+      ...direct,
       id: 'redis',
       title: 'redis session store',
       server: 'gh-redis',
       cred: 'session',
       expect: 202,
       ratioTo: 'bare',
-      budget: 0.55,
+      budget: 0.5,
     },
     {
+      ...direct,
       id: 'bearer',
       title: 'bearer JWT (--skip-jwt-bearer-tokens)',
       server: 'gh-bearer',
       cred: 'bearer',
       expect: 202,
       ratioTo: 'bare',
-      budget: 0.6,
+      budget: 0.55,
     },
-    { id: 'bare-w', title: `bare Fastify 202, ${gw}`, server: 'bare-w', cred: 'none', expect: 202 },
     {
+      ...e2e,
+      id: 'nginx-ceiling',
+      title: 'nginx auth_request -> node:http 202 (ceiling)',
+      server: 'nginx-ceiling',
+      cred: 'none',
+      expect: 200,
+    },
+    {
+      ...e2e,
+      id: 'nginx-gatehouse',
+      title: 'nginx auth_request -> gatehouse',
+      server: 'nginx-gh',
+      cred: 'session',
+      expect: 200,
+      ratioTo: 'nginx-ceiling',
+      budget: 0.85,
+    },
+    {
+      ...e2e,
+      id: 'apache-openidc',
+      title: 'Apache + mod_auth_openidc (peer)',
+      server: 'apache',
+      cred: 'apache',
+      expect: 200,
+      ratioTo: 'nginx-gatehouse',
+      metric: 'rps',
+      budget: 2.5,
+    },
+    {
+      group: 'workers',
+      path: '/oauth2/auth',
+      metric: 'rps',
+      id: 'bare-w',
+      title: `bare Fastify 202, ${gw}`,
+      server: 'bare-w',
+      cred: 'none',
+      expect: 202,
+    },
+    {
+      group: 'workers',
+      path: '/oauth2/auth',
+      metric: 'rps',
       id: 'cookie-w',
       title: `cookie session, ${gw}`,
       server: 'gh-cookie-w',
@@ -197,19 +258,27 @@ function defineCases(W) {
 }
 
 // Servers that need another server running.
-const DEPENDS = { 'nginx-bare': ['bare'], 'nginx-gh': ['gh-cookie'], 'gh-redis': ['redis'] };
+const DEPENDS = {
+  'nginx-ceiling': ['ceiling'],
+  'nginx-gh': ['gh-cookie'],
+  'gh-redis': ['redis'],
+  ceiling: ['gh-cookie'],
+};
 // Which gatehouse instance issues the credential a server's clients present.
 const SESSION_ISSUER = { 'nginx-gh': 'gh-cookie' };
 
 const maskArgs = (args) =>
   args.map((a) => a.replace(/^(--(?:cookie-secret|client-secret)=).*/, '$1<redacted>'));
 
-function machineInfo() {
+function machineInfo(node) {
   const cpus = os.cpus();
   return {
     cpuModel: cpus[0]?.model ?? 'unknown',
     cores: cpus.length,
-    node: process.version,
+    // The Node.js gatehouse and the baselines ran on; the bench's own process (and the dev IdP) may differ.
+    node: node.version,
+    nodeBin: node.bin,
+    benchNode: process.version,
     os: `${os.type()} ${os.release()}`,
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     loadAvgAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
@@ -237,8 +306,9 @@ function createRun(opt, procs, tmp) {
   };
 
   const GH_KEYS = ['gh-cookie', 'gh-redis', 'gh-bearer', 'gh-cookie-w', 'gh-rss', 'gh-soak'];
+  const apachePort = port();
 
-  /** The IdP registers every gatehouse redirect URI, so the ports are fixed before it starts. */
+  /** The IdP registers every gatehouse redirect URI (and Apache's), so the ports are fixed before it starts. */
   const startIdp = async () => {
     if (!existsSync(IDP)) throw new Error('dist/dev/idp.js is missing: run `npm run build` first');
     for (const k of GH_KEYS) ghPorts.set(k, await port());
@@ -249,6 +319,11 @@ function createRun(opt, procs, tmp) {
           client_id: CLIENT_ID,
           client_secret: CLIENT_SECRET,
           redirect_uris: [...ghPorts.values()].map((p) => `http://127.0.0.1:${p}/oauth2/callback`),
+        },
+        {
+          client_id: APACHE_CLIENT_ID,
+          client_secret: APACHE_CLIENT_SECRET,
+          redirect_uris: [`http://127.0.0.1:${await apachePort}/redirect_uri`],
         },
       ],
       accounts: ALL_ACCOUNTS,
@@ -266,15 +341,9 @@ function createRun(opt, procs, tmp) {
     if (!idp) await startIdp();
     const p = ghPorts.get(key);
     const args = ghArgs(p, extra);
-    const proc = procs.start(
-      key,
-      cpus,
-      process.execPath,
-      [...START_NODE_FLAGS, ...opt.nodeArgs, CLI, ...args],
-      {
-        cwd: ROOT,
-      },
-    );
+    const proc = procs.start(key, cpus, opt.node.bin, [...START_NODE_FLAGS, ...opt.nodeArgs, CLI, ...args], {
+      cwd: ROOT,
+    });
     const base = `http://127.0.0.1:${p}`;
     // /ready, not /ping: until OIDC discovery has succeeded a bearer token cannot be verified (401), and
     // on a slow machine discovery can finish well after the listener is up.
@@ -284,24 +353,61 @@ function createRun(opt, procs, tmp) {
 
   const startBare = async (key, cpus, workers) => {
     const p = await port();
-    const proc = procs.start(key, cpus, process.execPath, [BARE, String(p), String(workers)], { cwd: ROOT });
+    const proc = procs.start(key, cpus, opt.node.bin, [BARE, String(p), String(workers)], { cwd: ROOT });
     const base = `http://127.0.0.1:${p}`;
     await waitForHttp(`${base}/ping`, proc);
     return { kind: 'bare', base, proc, pinned: cpus !== null };
   };
 
-  const startNginx = async (key, upstream) => {
-    // nginx's worker runs as "nobody" when the bench runs as root: it must be able to reach its prefix.
+  /** The ceiling answers with the identity headers gatehouse answers the bench's session with. */
+  const startCeiling = async (key) => {
+    const gh = await server('gh-cookie');
+    const res = await fetch(`${gh.base}/oauth2/auth`, {
+      headers: { cookie: (await session('gh-cookie', USER.id)).cookie },
+    });
+    await res.arrayBuffer();
+    if (res.status !== 202) throw new Error(`gatehouse answered ${res.status} for the ceiling's headers`);
+    const hop = new Set(['date', 'connection', 'keep-alive', 'content-length', 'transfer-encoding']);
+    const headers = Object.fromEntries([...res.headers].filter(([k]) => !hop.has(k)));
+    const p = await port();
+    const proc = procs.start(key, SERVER_CPU, opt.node.bin, [CEILING, String(p), JSON.stringify(headers)]);
+    const base = `http://127.0.0.1:${p}`;
+    await waitForHttp(`${base}/ping`, proc);
+    return { kind: 'ceiling', base, proc, pinned: true, headers: Object.keys(headers) };
+  };
+
+  // nginx's worker (and Apache's children) run as an unprivileged user when the bench runs as root: they
+  // must be able to reach their prefix.
+  const privateDir = async (key) => {
     await chmod(tmp, 0o755);
-    const dir = await mkdtemp(join(tmp, `${key}-`));
+    return mkdtemp(join(tmp, `${key}-`));
+  };
+
+  /** nginx in front of `upstream`, on the auth server's core: the server side shares one core. */
+  const startNginx = async (key, upstream) => {
+    const dir = await privateDir(key);
     const p = await port();
     const conf = await writeNginxConf(dir, { listenPort: p, authPort: new URL(upstream.base).port });
-    const proc = procs.start(key, LOAD_CPU, 'nginx', ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')]);
+    const proc = procs.start(key, SERVER_CPU, 'nginx', ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')]);
     const base = `http://127.0.0.1:${p}`;
     // Without a credential the protected page answers whatever the auth server says: 200 when the
-    // baseline always allows, 401 from gatehouse.
-    await waitForHttp(`${base}/`, proc, { status: upstream.kind === 'bare' ? 200 : 401 });
-    return { kind: 'nginx', base, proc, pinned: true };
+    // ceiling always allows, 401 from gatehouse.
+    await waitForHttp(`${base}/`, proc, { status: upstream.kind === 'ceiling' ? 200 : 401 });
+    return { kind: 'nginx', base, proc, pinned: true, upstream };
+  };
+
+  const startApache = async (key) => {
+    const missing = apacheAvailable();
+    if (missing) throw new Error(missing);
+    if (!idp) await startIdp();
+    const dir = await privateDir(key);
+    const p = await apachePort;
+    const conf = await writeApacheConf(dir, { listenPort: p, issuer: idp.issuer });
+    const proc = procs.start(key, SERVER_CPU, 'apache2', ['-f', conf, '-DFOREGROUND']);
+    const base = `http://127.0.0.1:${p}`;
+    // Not a browser navigation, so mod_auth_openidc answers 401 rather than redirecting.
+    await waitForHttp(`${base}/`, proc, { status: 401 });
+    return { kind: 'apache', base, proc, pinned: true };
   };
 
   const factories = {
@@ -320,8 +426,10 @@ function createRun(opt, procs, tmp) {
       ]);
     },
     redis: async (k) => startRedis(procs, k, LOAD_CPU, await port()),
-    'nginx-bare': async (k) => startNginx(k, await server('bare')),
+    ceiling: (k) => startCeiling(k),
+    'nginx-ceiling': async (k) => startNginx(k, await server('ceiling')),
     'nginx-gh': async (k) => startNginx(k, await server('gh-cookie')),
+    apache: (k) => startApache(k),
   };
 
   /** Starts (once) and returns the named server. */
@@ -393,6 +501,11 @@ function createRun(opt, procs, tmp) {
     if (c.cred === 'none') return {};
     if (c.cred === 'session') return { Cookie: (await session(issuer, USER.id)).cookie };
     if (c.cred === 'split') return { Cookie: (await splitSession(issuer)).cookie };
+    if (c.cred === 'apache') {
+      const id = `${c.server}|${USER.id}`;
+      if (!sessions.has(id)) sessions.set(id, apacheLogin((await server(c.server)).base, idp, USER.id));
+      return { Cookie: await sessions.get(id) };
+    }
     // A token signed by the IdP's own key, as the IdP would issue it; gatehouse verifies it via JWKS.
     const { id: sub, email, email_verified, preferred_username, groups } = USER;
     const token = await idp.signToken(
@@ -426,121 +539,229 @@ async function verifyStatus(url, headers, expect) {
 function checkLoad(w, expect) {
   const socket = w.errors.connect + w.errors.read + w.errors.write + w.errors.timeout;
   if (w.requests === 0) throw new Error('wrk completed no requests');
-  if (socket > w.requests * 0.001) throw new Error(`wrk saw ${socket} socket errors`);
+  if (socket > w.requests * 0.001)
+    throw new Error(
+      `wrk saw ${socket} socket errors (${JSON.stringify(w.errors)} in ${w.requests} requests)`,
+    );
   const bad = expect >= 400 ? w.requests - w.non2xx3xx : w.non2xx3xx;
   if (bad > 0)
     throw new Error(`${bad} of ${w.requests} responses had an unexpected status class during the load`);
 }
 
-async function runCase(run, opt, c) {
+/** The request a case sends: its URL and headers (with the credential). */
+async function target(run, c) {
   const s = await run.server(c.server);
   const headers = await run.credential(c);
-  const url = `${s.base}${s.kind === 'nginx' ? '/' : '/oauth2/auth'}${c.query ?? ''}`;
-  await verifyStatus(url, headers, c.expect);
-  const wrkCpu = LOAD_CPU;
-  if (opt.warmup > 0) await runWrk({ url, headers, seconds: opt.warmup, cpus: wrkCpu, procs: run.procs });
-  // CPU time per request of a single-process server: unlike req/s it hardly depends on what else the
-  // (shared) host is doing, so it is the number to compare between runs.
-  const cpu0 = s.kind !== 'nginx' && s.pinned ? cpuSeconds(s.proc.pid) : null;
+  return { s, headers, url: `${s.base}${c.path}${c.query ?? ''}` };
+}
+
+/** CPU seconds of the server side of `s`: its process group, plus the auth server's behind nginx. */
+function serverCpu(s) {
+  const own = groupCpuSeconds(s.proc.pid);
+  if (s.kind !== 'nginx') return own;
+  const auth = groupCpuSeconds(s.upstream.proc.pid);
+  return own === null || auth === null ? null : own + auth;
+}
+
+function pinningOf(opt, c) {
+  if (!opt.pin) return 'not pinned';
+  if (c.group === 'workers') return `server NOT pinned (${opt.workers} workers), wrk cpu ${LOAD_CPU}`;
+  if (c.group === 'e2e') return `proxy + auth server cpu ${SERVER_CPU}, wrk cpu ${LOAD_CPU}`;
+  return `server cpu ${SERVER_CPU}, wrk cpu ${LOAD_CPU}${c.server === 'gh-redis' ? ', redis cpu 1' : ''}`;
+}
+
+/** One wrk run of `seconds` against the case: req/s, latency and the server side's CPU µs per request. */
+async function measureOnce(run, _opt, c, seconds) {
+  const { s, headers, url } = await target(run, c);
+  const cpu0 = s.pinned ? serverCpu(s) : null;
   const w = await runWrk({
     url,
     headers,
-    seconds: opt.seconds,
+    seconds,
     connections: CONNECTIONS,
     threads: THREADS,
-    cpus: wrkCpu,
+    cpus: LOAD_CPU,
     procs: run.procs,
   });
-  const cpu1 = cpu0 === null ? null : cpuSeconds(s.proc.pid);
+  const cpu1 = cpu0 === null ? null : serverCpu(s);
   checkLoad(w, c.expect);
-  await verifyStatus(url, headers, c.expect);
-  const serverPinned = s.pinned && opt.pin;
-  const pinning = !opt.pin
-    ? 'not pinned'
-    : s.kind === 'nginx'
-      ? `nginx+wrk cpu ${LOAD_CPU}, auth server cpu ${SERVER_CPU}`
-      : serverPinned
-        ? `server cpu ${SERVER_CPU}, wrk cpu ${LOAD_CPU}${c.server === 'gh-redis' ? ', redis cpu 1' : ''}`
-        : `server NOT pinned (${opt.workers} workers), wrk cpu ${LOAD_CPU}`;
   return {
     ...w,
-    pinning,
     cpuUsPerReq: cpu0 !== null && cpu1 !== null ? ((cpu1 - cpu0) * 1e6) / w.requests : null,
-    // RSS of a single-process server after this case (multi-worker servers have several processes).
-    rssMiB: serverPinned && s.kind !== 'nginx' ? rssMiB(s.proc.pid) : null,
   };
 }
 
-function judge(r, baseline, judged) {
-  if (!r.ratioTo) return { ratio: r.status === 'ok' ? 1 : Number.NaN, pass: null };
-  const ok = r.status === 'ok' && baseline?.status === 'ok';
-  // Against the baseline measured around the case when it was (runThroughput), else its one measurement.
-  const base = r.baselineReqPerSec ?? baseline?.reqPerSec;
-  const ratio = ok && Number.isFinite(base) ? r.reqPerSec / base : Number.NaN;
-  if (!judged || r.budget === undefined || r.budget === null) return { ratio, pass: null };
-  return { ratio, pass: ok && ratio >= r.budget };
-}
+const median = (xs) => {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return Number.NaN;
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+
+/** Value of a case's metric in one measurement: CPU µs per request, or req/s. */
+const metricOf = (c, m) => (c.metric === 'cpu' ? m.cpuUsPerReq : m.reqPerSec);
 
 /**
- * Runs the cases in order. The host's speed drifts within minutes, so a ratio to one baseline measured at
- * the start says as much about the drift as about gatehouse: each case whose ratio is to a baseline is
- * followed by a fresh measurement of that baseline, and its ratio is to the mean of the baseline measured
- * just before it and just after it (`baselineReqPerSec`, with both in `baselineSamples`). The baseline row
- * itself shows its first measurement; every measurement of it is in its `samples`.
+ * Measures a group of cases in alternating rounds. This host's speed drifts by tens of percent within
+ * minutes, so cases are compared round by round (runs seconds apart), not across the whole run: each round
+ * measures every case once (the order reversed every other round), a case's ratio in a round is
+ * metric(ratioTo) ÷ metric(case) of that round, and its ratio is the median over the rounds. Every server of
+ * the group runs throughout (idle ones cost nothing), each is checked for its status before and after.
  */
+async function runRounds(run, opt, cases, rows) {
+  const live = [];
+  for (const c of cases) {
+    const row = rows.get(c.id);
+    try {
+      const { url, headers } = await target(run, c);
+      await verifyStatus(url, headers, c.expect);
+      if (opt.warmup > 0)
+        await runWrk({ url, headers, seconds: opt.warmup, cpus: LOAD_CPU, procs: run.procs });
+      live.push(c);
+    } catch (e) {
+      Object.assign(row, { status: 'broken', error: e.message });
+      process.stderr.write(`bench: ${c.id}: BROKEN: ${e.message}\n`);
+    }
+  }
+  for (let r = 0; r < opt.rounds; r++) {
+    const order = r % 2 ? [...live].reverse() : live;
+    const round = new Map();
+    for (const c of order) {
+      const row = rows.get(c.id);
+      if (row.status === 'broken') continue;
+      try {
+        round.set(c.id, await measureOnce(run, opt, c, opt.seconds));
+      } catch (e) {
+        Object.assign(row, { status: 'broken', error: e.message });
+        process.stderr.write(`bench: ${c.id}: BROKEN: ${e.message}\n`);
+      }
+    }
+    for (const c of live) {
+      const m = round.get(c.id);
+      if (!m) continue;
+      const row = rows.get(c.id);
+      const other = c.ratioTo ? round.get(c.ratioTo) : undefined;
+      // The compared row's metric decides (the peer's row is CPU-measured but compared by req/s).
+      const ratio = other ? metricOf(c, other) / metricOf(c, m) : Number.NaN;
+      row.rounds.push({
+        reqPerSec: m.reqPerSec,
+        cpuUsPerReq: m.cpuUsPerReq,
+        p50Ms: m.p50Ms,
+        p99Ms: m.p99Ms,
+        requests: m.requests,
+        ...(c.ratioTo ? { ratio } : {}),
+      });
+    }
+    process.stderr.write(
+      `bench: round ${r + 1}/${opt.rounds}: ${order
+        .filter((c) => round.has(c.id))
+        .map((c) => {
+          const m = round.get(c.id);
+          return `${c.id} ${Math.round(m.reqPerSec)}/s${Number.isFinite(m.cpuUsPerReq) ? ` ${m.cpuUsPerReq.toFixed(1)}µs` : ''}`;
+        })
+        .join(', ')}\n`,
+    );
+  }
+  for (const c of live) {
+    const row = rows.get(c.id);
+    if (row.status === 'broken') continue;
+    try {
+      const { url, headers } = await target(run, c);
+      await verifyStatus(url, headers, c.expect);
+    } catch (e) {
+      Object.assign(row, { status: 'broken', error: e.message });
+    }
+  }
+}
+
+/** One measurement per case, for the unpinned multi-worker rows (no rounds: their numbers are informative). */
+async function runOnce(run, opt, cases, rows) {
+  for (const c of cases) {
+    const row = rows.get(c.id);
+    try {
+      const { url, headers } = await target(run, c);
+      await verifyStatus(url, headers, c.expect);
+      if (opt.warmup > 0)
+        await runWrk({ url, headers, seconds: opt.warmup, cpus: LOAD_CPU, procs: run.procs });
+      const m = await measureOnce(run, opt, c, opt.seconds * 2);
+      row.rounds.push({
+        reqPerSec: m.reqPerSec,
+        cpuUsPerReq: null,
+        p50Ms: m.p50Ms,
+        p99Ms: m.p99Ms,
+        requests: m.requests,
+      });
+      await verifyStatus(url, headers, c.expect);
+    } catch (e) {
+      Object.assign(row, { status: 'broken', error: e.message });
+      process.stderr.write(`bench: ${c.id}: BROKEN: ${e.message}\n`);
+    }
+  }
+  for (const c of cases) {
+    const row = rows.get(c.id);
+    const base = c.ratioTo ? rows.get(c.ratioTo) : undefined;
+    if (base?.rounds.length && row.rounds.length)
+      row.rounds[0].ratio = row.rounds[0].reqPerSec / base.rounds[0].reqPerSec;
+  }
+}
+
+/** A row's summary (medians over its rounds) and, when judged, whether it meets its budget. */
+function summarise(row, opt) {
+  const ok = row.status !== 'broken' && row.rounds.length > 0;
+  row.status = ok ? 'ok' : 'broken';
+  row.error ??= ok ? undefined : 'no measurement';
+  for (const k of ['reqPerSec', 'cpuUsPerReq', 'p50Ms', 'p99Ms'])
+    row[k] = ok ? median(row.rounds.map((x) => x[k])) : Number.NaN;
+  row.requests = row.rounds.reduce((n, x) => n + x.requests, 0);
+  if (!row.ratioTo) {
+    row.ratio = ok ? 1 : Number.NaN;
+    row.pass = null;
+    return;
+  }
+  row.ratio = ok ? median(row.rounds.map((x) => x.ratio)) : Number.NaN;
+  row.pass = opt.judge && row.budget !== null ? ok && row.ratio >= row.budget : null;
+}
+
+/** Every throughput case: the direct and end-to-end groups in rounds, then the multi-worker rows. */
 async function runThroughput(run, opt, results) {
   const all = defineCases(opt.workers);
-  const cases = all.filter((c) => !opt.only || opt.only.has(c.id));
-  const baselines = new Map(); // baseline id -> its row
-  const latest = new Map(); // baseline id -> its most recent measurement (req/s), NaN when broken
-  const measure = async (c) => {
-    try {
-      const r = await runCase(run, opt, c);
-      process.stderr.write(`bench: ${c.id}: ${Math.round(r.reqPerSec)} req/s\n`);
-      return { status: 'ok', ...r };
-    } catch (e) {
-      process.stderr.write(`bench: ${c.id}: BROKEN: ${e.message}\n`);
-      return { status: 'broken', error: e.message, reqPerSec: Number.NaN, pinning: '-' };
+  const chosen = all.filter((c) => !opt.only || opt.only.has(c.id));
+  // A compared case needs what it is compared with in the same rounds.
+  const ids = new Set(chosen.map((c) => c.id));
+  for (const c of chosen) if (c.ratioTo) ids.add(c.ratioTo);
+  const cases = all.filter((c) => ids.has(c.id));
+  const rows = new Map(
+    cases.map((c) => [
+      c.id,
+      {
+        id: c.id,
+        title: c.title,
+        group: c.group,
+        expectStatus: c.expect,
+        metric: c.metric,
+        ratioTo: c.ratioTo ?? null,
+        budget: c.budget ?? null,
+        budgetKind: 'min',
+        pinning: pinningOf(opt, c),
+        status: 'pending',
+        rounds: [],
+      },
+    ]),
+  );
+  for (const group of ['direct', 'e2e', 'workers']) {
+    const g = cases.filter((c) => c.group === group);
+    if (g.length === 0) continue;
+    await run.keepOnly(g.map((c) => c.server));
+    if (group === 'workers') await runOnce(run, opt, g, rows);
+    else await runRounds(run, opt, g, rows);
+    if (group === 'direct' && run.splitInfo()) rows.get('split').session = run.splitInfo();
+    if (group === 'e2e' && rows.has('nginx-ceiling')) {
+      const ceiling = await run.server('ceiling').catch(() => null);
+      if (ceiling) rows.get('nginx-ceiling').ceilingHeaders = ceiling.headers;
     }
-  };
-  for (let i = 0; i < cases.length; i++) {
-    const c = cases[i];
-    const row = {
-      id: c.id,
-      title: c.title,
-      expectStatus: c.expect,
-      ratioTo: c.ratioTo ?? null,
-      budget: c.budget ?? null,
-      budgetKind: 'min',
-    };
-    Object.assign(row, await measure(c));
-    if (c.id === 'split' && run.splitInfo()) row.session = run.splitInfo();
-    results.cases.push(row);
-    const base = c.ratioTo ? baselines.get(c.ratioTo) : undefined;
-    if (!c.ratioTo) {
-      row.samples = [row.reqPerSec];
-      baselines.set(c.id, row);
-      latest.set(c.id, row.status === 'ok' ? row.reqPerSec : Number.NaN);
-    } else if (base) {
-      // The baseline again, right after the case (its server is kept running for this).
-      const again = await measure(all.find((x) => x.id === c.ratioTo));
-      const after = again.status === 'ok' ? again.reqPerSec : Number.NaN;
-      base.samples.push(after);
-      row.baselineSamples = [latest.get(c.ratioTo), after];
-      row.baselineReqPerSec = (latest.get(c.ratioTo) + after) / 2;
-      latest.set(c.ratioTo, after);
-    }
-    const later = cases.slice(i + 1);
-    await run.keepOnly([
-      ...later.map((x) => x.server),
-      ...later
-        .filter((x) => x.ratioTo && baselines.has(x.ratioTo))
-        .map((x) => all.find((b) => b.id === x.ratioTo).server),
-    ]);
   }
-  for (const r of results.cases) {
-    const base = results.cases.find((x) => x.id === r.ratioTo);
-    Object.assign(r, judge(r, base, opt.judge));
+  for (const row of rows.values()) {
+    summarise(row, opt);
+    results.cases.push(row);
   }
 }
 
@@ -689,12 +910,17 @@ async function main() {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
+  opt.node = resolveNode(opt.nodePath);
+  process.stderr.write(
+    `bench: gatehouse and the baselines run on Node ${opt.node.version} (${opt.node.bin})\n`,
+  );
   const results = {
     version: 1,
     date: new Date().toISOString(),
     mode: opt.soak ? 'soak' : opt.quick ? 'quick' : 'full',
-    machine: machineInfo(),
+    machine: machineInfo(opt.node),
     settings: {
+      rounds: opt.rounds,
       seconds: opt.seconds,
       warmup: opt.warmup,
       connections: CONNECTIONS,

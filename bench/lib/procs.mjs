@@ -1,6 +1,6 @@
 // Child processes of one bench run: CPU-pinned spawn, readiness polling, RSS, and kill-all on any exit.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -40,6 +40,31 @@ export function cpuSeconds(pid) {
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU seconds used so far by every live process of one process group (`pgid`: the leader's pid; each child
+ * the bench starts leads its own group, so this covers nginx's or Apache's workers too). A worker that
+ * exits during a measurement takes its time with it: the servers measured here keep theirs.
+ */
+export function groupCpuSeconds(pgid) {
+  let total = 0;
+  let found = false;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the command name: state (3), ppid (4), pgrp (5) … utime (14), stime (15).
+    if (Number(f[2]) !== pgid) continue;
+    found = true;
+    total += (Number(f[11]) + Number(f[12])) / 100;
+  }
+  return found ? total : null;
 }
 
 /**

@@ -34,16 +34,19 @@ export function formatTable(results) {
     fmtInt(r.reqPerSec),
     fmtMs(r.p50Ms),
     fmtMs(r.p99Ms),
-    r.ratioTo ? `${fmtRatio(r.ratio)} ×${r.ratioTo}` : fmtRatio(r.ratio),
+    r.ratioTo
+      ? `${fmtRatio(r.ratio)} ${r.metric === 'rps' ? 'req/s' : 'cpu'} of ${r.ratioTo}`
+      : fmtRatio(r.ratio),
     budgetText(r),
     verdict(r),
     Number.isFinite(r.cpuUsPerReq) ? r.cpuUsPerReq.toFixed(1) : '-',
+    r.rounds?.length ?? 0,
     r.pinning,
   ]);
   if (rows.length > 0) {
     out.push(
       table(
-        ['case', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'budget', 'result', 'cpu µs/req', 'pinning'],
+        ['case', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'budget', 'result', 'cpu µs/req', 'rounds', 'pinning'],
         rows,
       ),
     );
@@ -180,7 +183,7 @@ export function renderSvg(results) {
   }
   y += 30;
   parts.push(
-    `<text x="10" y="${y}" fill="#555">ratios are to the baseline measured just before and after each case, in the same run; see bench/README.md</text>`,
+    `<text x="10" y="${y}" fill="#555">ratios are medians of per-round ratios (alternating rounds, same run): CPU time per request, or req/s for the peer; see bench/README.md</text>`,
   );
   const height = y + 16;
   return `${[

@@ -21,6 +21,9 @@ interface CaseRow {
   p99Ms: number | null;
   requests?: number;
   pass: boolean | null;
+  ratioTo: string | null;
+  ratio: number | null;
+  rounds: unknown[];
 }
 
 interface QuickResults {
@@ -32,14 +35,15 @@ interface QuickResults {
 
 const EXPECTED_CASES = [
   'bare',
-  'nginx-bare',
   'cookie',
   'split',
   '401',
   '403',
-  'nginx-gatehouse',
   'redis',
   'bearer',
+  'nginx-ceiling',
+  'nginx-gatehouse',
+  'apache-openidc',
   'bare-w',
   'cookie-w',
 ];
@@ -71,7 +75,9 @@ function runQuick(): Promise<{ code: number | null; stdout: string; stderr: stri
   });
 }
 
-const missing = ['wrk', 'nginx', 'redis-server', 'taskset'].filter((b) => requireBinary(b) === null);
+const missing = ['wrk', 'nginx', 'redis-server', 'taskset', 'apache2'].filter(
+  (b) => requireBinary(b) === null,
+);
 const built = existsSync(resolve(root, 'dist/cli.js')) && existsSync(resolve(root, 'dist/dev/idp.js'));
 if (!built && process.env.CI === 'true')
   throw new Error('dist/ is not built under CI=true: run npm run build');
@@ -95,7 +101,8 @@ if (missing.length > 0) {
     const results = JSON.parse(readFileSync(outJson, 'utf8')) as QuickResults;
     t.equal(results.mode, 'quick');
     t.equal(results.check.judged, false, 'quick mode does not judge');
-    t.ok(results.machine.cores >= 1 && results.machine.node === process.version, 'records the machine');
+    t.ok(results.machine.cores >= 1, 'records the machine');
+    t.match(results.machine.node, /^v24\./, 'gatehouse ran on Node 24 (the default)');
     t.same(
       results.cases.map((c) => c.id),
       EXPECTED_CASES,
@@ -110,6 +117,12 @@ if (missing.length > 0) {
         `${c.id}: p99 >= p50`,
       );
       t.equal(c.pass, null, `${c.id}: not judged`);
+      t.equal(c.rounds.length, 1, `${c.id}: one round in quick mode`);
+      if (c.ratioTo !== null)
+        t.ok(
+          typeof c.ratio === 'number' && c.ratio > 0,
+          `${c.id}: a ratio to ${c.ratioTo} from the same round`,
+        );
     }
 
     t.ok(existsSync(outSvg), 'wrote the SVG chart');
