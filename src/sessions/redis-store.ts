@@ -67,7 +67,7 @@ function valueKey(t: Ticket): Buffer {
 /** version ‖ nonce ‖ ciphertext ‖ tag; the ticket id is bound as AAD, so values cannot be moved between keys. */
 function sealValue(t: Ticket, plaintext: Buffer): Buffer {
   const nonce = randomBytes(NONCE_BYTES);
-  const c = createCipheriv('aes-256-gcm', valueKey(t), nonce);
+  const c = createCipheriv('aes-256-gcm', valueKey(t), nonce, { authTagLength: TAG_BYTES });
   c.setAAD(Buffer.from(t.id));
   const body = Buffer.concat([c.update(plaintext), c.final()]);
   return Buffer.concat([Buffer.from([VALUE_VERSION]), nonce, body, c.getAuthTag()]);
@@ -76,7 +76,10 @@ function sealValue(t: Ticket, plaintext: Buffer): Buffer {
 function openValue(t: Ticket, v: Buffer): Buffer | undefined {
   if (v.length < 1 + NONCE_BYTES + TAG_BYTES || v[0] !== VALUE_VERSION) return undefined;
   try {
-    const d = createDecipheriv('aes-256-gcm', valueKey(t), v.subarray(1, 1 + NONCE_BYTES));
+    // authTagLength pins the tag size: Node 24 deprecates (DEP0182) deciphering GCM without it.
+    const d = createDecipheriv('aes-256-gcm', valueKey(t), v.subarray(1, 1 + NONCE_BYTES), {
+      authTagLength: TAG_BYTES,
+    });
     d.setAAD(Buffer.from(t.id));
     d.setAuthTag(v.subarray(v.length - TAG_BYTES));
     return Buffer.concat([d.update(v.subarray(1 + NONCE_BYTES, v.length - TAG_BYTES)), d.final()]);
