@@ -17,6 +17,8 @@ const ALNUM = /[0-9A-Za-z]/;
 const HEX_CODE = /^[0-9a-fA-F]{1,6}$/;
 const HEX_BYTE = /^[0-9a-fA-F]{2}$/;
 const INLINE_FLAGS = /^\(\?[a-zA-Z-]/;
+/** `(?=`, `(?!`, `(?<=`, `(?<!`: RE2 has no lookaround. */
+const LOOKAROUND = /^\(\?<?[=!]/;
 
 interface Translation {
   readonly source: string;
@@ -209,6 +211,8 @@ function translate(src: string): Translation | Error {
           i += 4;
           continue;
         }
+        // Refused here rather than left to V8: its linear engine accepts lookbehind since V8 12 (Node 22+).
+        if (LOOKAROUND.test(src.slice(i, i + 4))) return new Error('lookaround is not supported');
         if (src[i + 1] === '?' && INLINE_FLAGS.test(src.slice(i, i + 3)) && src[i + 2] !== 'P') {
           return new Error('inline flags are only supported at the start of the pattern');
         }
