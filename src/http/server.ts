@@ -123,6 +123,12 @@ export function createHttpServer(
       );
     },
   });
+  // A request node:http cannot parse: with no 'clientError' listener, node:http itself writes its canned
+  // 400 (431, 408) only when no answer is in flight on the connection, then closes it. Fastify's default
+  // listener writes its 400 even after or into an answer in flight: one more answer than requests, so a
+  // client reusing the connection pairs the next answer with the wrong request. Its listener is removed, so
+  // bad input meets node:http's own handling, exactly as on a plain node:http server.
+  app.server.removeAllListeners('clientError');
   let closing = false;
   app.addHook('preClose', (done) => {
     closing = true;
