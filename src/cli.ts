@@ -4,6 +4,7 @@ import cluster from 'node:cluster';
 import pino from 'pino';
 import { loadConfig } from './config/load.js';
 import { createBatchDestination } from './log-destination.js';
+import { nodeVersionWarning } from './node-version.js';
 import { serve } from './serve.js';
 
 async function main(): Promise<number | undefined> {
@@ -38,7 +39,11 @@ async function main(): Promise<number | undefined> {
   );
   const flush = () => destination.flushSync();
   process.on('exit', flush);
-  if (cluster.isPrimary) for (const w of outcome.warnings) log.warn(w);
+  if (cluster.isPrimary) {
+    const nodeWarning = nodeVersionWarning();
+    if (nodeWarning) log.warn({ node: process.versions.node }, nodeWarning);
+    for (const w of outcome.warnings) log.warn(w);
+  }
 
   if (config.workers > 1 && cluster.isPrimary) {
     let stopping = false;

@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import pino, { type Logger } from 'pino';
 import { loadConfig } from '../config/load.js';
 import { generateCookieSecret } from '../config/secret.js';
+import { nodeVersionWarning } from '../node-version.js';
 import { type Running, serve } from '../serve.js';
 import { type DevIdp, type DevIdpAccount, startDevIdp } from './idp.js';
 
@@ -239,6 +240,8 @@ const port = (v: string | undefined, fallback: number): number => {
 };
 
 async function main(): Promise<void> {
+  const nodeWarning = nodeVersionWarning();
+  if (nodeWarning) process.stderr.write(`warning: ${nodeWarning}\n`);
   const env = process.env;
   const demo = await startDemo({
     idpPort: port(env.DEMO_IDP_PORT, 5556),
