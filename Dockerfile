@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # gatehouse image: compiled in a build stage, run with production dependencies only, as a non-root uid.
-ARG NODE_VERSION=20
+ARG NODE_VERSION=24
 
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /app

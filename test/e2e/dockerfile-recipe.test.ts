@@ -1,13 +1,14 @@
 // The Dockerfile's recipe without a Docker engine: its own COPY/RUN/ENV/USER/HEALTHCHECK/ENTRYPOINT lines, replayed.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, cp, link, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { delimiter, join, relative } from 'node:path';
 import t from 'tap';
 import { startTestIdp } from '../helpers/idp.js';
 import { freePort, repoRoot, stopChild } from '../helpers/nginx.js';
+import { findNode, versionOf } from '../helpers/node-binaries.js';
 import { TEST_COOKIE_SECRET } from '../helpers/stack.js';
 
 // ---------------------------------------------------------------------------------------------------
@@ -212,17 +213,44 @@ t.test('the Dockerfile recipe, replayed step by step', { timeout: 300_000 }, asy
   t.match(healthCmd.join(' '), new RegExp(`127\\.0\\.0\\.1:${imagePort}/ping`), 'HEALTHCHECK asks /ping');
   const [uid, gid] = one(runtime, 'USER').split(':').map(Number) as [number, number];
 
-  // --- build stage: dist from src ------------------------------------------------------------------
+  // --- FROM node:${NODE_VERSION}-bookworm-slim: the replay runs under that Node.js major ------------
+  const nodeMajor = /^ARG NODE_VERSION=(\S+)$/m.exec(dockerfile)?.[1];
+  t.equal(nodeMajor, '24', 'ARG NODE_VERSION defaults to 24 (LTS)');
+  const froms = dockerfile.split('\n').filter((l) => l.startsWith('FROM '));
+  t.ok(froms.length >= 2, 'a build and a runtime stage');
+  for (const from of froms) t.match(from, /^FROM node:\$\{NODE_VERSION\}-bookworm-slim AS \w+$/, from);
+  const wanted = findNode(Number(nodeMajor));
+  if (!wanted) {
+    const msg = `no Node.js ${nodeMajor} on PATH or in .ci/run's cache: the recipe is replayed under ${process.version} instead (it would fail under CI=true)`;
+    if (process.env.CI === 'true') throw new Error(msg);
+    t.comment(msg);
+    process.stderr.write(`\n*** ${msg} ***\n`);
+  }
+  const source = wanted ?? process.execPath;
+  t.comment(`replaying under Node.js ${versionOf(source)} (${source})`);
+
   const work = await mkdtemp(join(tmpdir(), 'gatehouse-image-'));
   t.teardown(() => rm(work, { recursive: true, force: true }));
   chmodSync(work, 0o755);
+  // The image's node sits where uid 10001 can run it (a cached one under /root is out of its reach, and `env`
+  // would then silently run the next node on PATH); it and npm (`#!/usr/bin/env node`) come first on PATH.
+  const nodeBin = join(work, 'usr/local/bin');
+  await mkdir(nodeBin, { recursive: true });
+  const node = join(nodeBin, 'node');
+  await link(source, node).catch(async () => {
+    await copyFile(source, node);
+    chmodSync(node, 0o755);
+  });
+  const PATH = `${nodeBin}${delimiter}${process.env.PATH ?? '/usr/bin:/bin'}`;
+
+  // --- build stage: dist from src ------------------------------------------------------------------
   const app = join(work, 'app');
   let dist = join(repoRoot, 'dist');
   if (!distIsFresh()) {
     // `npm run build` is `tsc -p tsconfig.json`; compiled into the temp dir so the repo's dist is untouched.
     dist = join(work, 'dist');
     const tsc = join(repoRoot, 'node_modules/typescript/bin/tsc');
-    const built = await run(process.execPath, [tsc, '-p', 'tsconfig.json', '--outDir', dist], {
+    const built = await run(node, [tsc, '-p', 'tsconfig.json', '--outDir', dist], {
       cwd: repoRoot,
     });
     if (built.code !== 0) t.comment(built.stdout + built.stderr);
@@ -233,7 +261,7 @@ t.test('the Dockerfile recipe, replayed step by step', { timeout: 300_000 }, asy
   // --- runtime stage: COPY, RUN npm ci, COPY --from=build -----------------------------------------
   await cp(join(repoRoot, 'package.json'), join(app, 'package.json'));
   await cp(join(repoRoot, 'package-lock.json'), join(app, 'package-lock.json'));
-  const npmEnv = { ...process.env, NODE_ENV: 'production' };
+  const npmEnv = { ...process.env, PATH, NODE_ENV: 'production' };
   const [npm = 'npm', ...npmArgs] = words(install);
   // --prefer-offline: the same install, served from the npm cache where it can be.
   const ci = await run(npm, [...npmArgs, '--prefer-offline'], { cwd: app, env: npmEnv });
@@ -287,9 +315,15 @@ t.test('the Dockerfile recipe, replayed step by step', { timeout: 300_000 }, asy
       ? ['setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', 'env', ...envArgs]]
       : ['env', envArgs];
   };
-  const imageEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env };
+  const imageEnv = { PATH, ...env };
   const entrypoint = execForm(one(runtime, 'ENTRYPOINT'));
 
+  const imageNode = await run(...inImage(imageEnv, ['node', '-p', 'process.versions.node']), { cwd: app });
+  t.match(
+    imageNode.stdout.trim(),
+    new RegExp(`^${nodeMajor}\\.`),
+    `the image's node is Node.js ${nodeMajor}`,
+  );
   const version = await run(...inImage(imageEnv, [...entrypoint, '--version']), { cwd: app });
   if (version.code !== 0) t.comment(version.stderr);
   t.equal(version.code, 0, '--version exits 0');
