@@ -5,7 +5,7 @@ import { existsSync, realpathSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import t from 'tap';
 import { minimumNodeVersion, nodeVersionWarning, requiredNodeRange } from '../../src/node-version.js';
-import { freePort, repoRoot, stopChild, waitForHttp } from '../helpers/nginx.js';
+import { freePort, repoRoot, stopChild } from '../helpers/nginx.js';
 import { TEST_COOKIE_SECRET } from '../helpers/stack.js';
 
 const CLI = join(repoRoot, 'dist', 'cli.js');
@@ -87,6 +87,26 @@ function whenPrinted(child: ChildProcess, out: { text: string }, pattern: RegExp
   });
 }
 
+// A start-up deadline, not a timing assertion: generous, as this 2-core machine is often shared.
+const START_DEADLINE_MS = 90_000;
+
+/** Resolves once gatehouse answers /ping on `port`; rejects if the child exits or the deadline passes. */
+async function whenAnswering(child: ChildProcess, port: number, out: { text: string }): Promise<void> {
+  const deadline = Date.now() + START_DEADLINE_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(
+        `gatehouse exited (${child.exitCode ?? child.signalCode}) before answering:\n${out.text}`,
+      );
+    }
+    const r = await fetch(`http://127.0.0.1:${port}/ping`).catch(() => undefined);
+    if (r?.status === 200) return;
+    // Polling a port that has not opened yet: a short pause between attempts, not a synchronisation sleep.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`gatehouse did not answer /ping within ${START_DEADLINE_MS} ms:\n${out.text}`);
+}
+
 /** Starts the built CLI under `node` until it answers HTTP, stops it, and returns everything it printed. */
 async function startCli(node: string): Promise<string> {
   const port = await freePort();
@@ -108,7 +128,7 @@ async function startCli(node: string): Promise<string> {
     ENV,
   );
   try {
-    await waitForHttp(port, child, 'gatehouse', () => out.text);
+    await whenAnswering(child, port, out);
   } finally {
     // SIGTERM: log lines are batched (src/cli.ts) and flushed at exit.
     await stopChild(child, 'SIGTERM');
@@ -126,7 +146,15 @@ async function startDemo(node: string): Promise<string> {
     DEMO_APP_PORT: '0',
   });
   try {
-    await whenPrinted(child, out, /gatehouse demo is running/);
+    await Promise.race([
+      whenPrinted(child, out, /gatehouse demo is running/),
+      new Promise((_, reject) =>
+        setTimeout(
+          () => reject(new Error(`the demo did not start:\n${out.text}`)),
+          START_DEADLINE_MS,
+        ).unref(),
+      ),
+    ]);
   } finally {
     await stopChild(child, 'SIGTERM');
     await exited;
@@ -142,21 +170,20 @@ const nodes = nodesOnMachine();
 const older = nodes.find((n) => nodeVersionWarning(n.version) !== undefined);
 const currentIsSupported = nodeVersionWarning(process.versions.node) === undefined;
 
-t.test(`this Node.js (${process.versions.node})`, { timeout: 120_000 }, async (t) => {
+// The demo prints the same function's answer (src/dev/demo.ts); its start is only paid for under the old one.
+t.test(`this Node.js (${process.versions.node})`, { timeout: 240_000 }, async (t) => {
   const cli = await startCli(process.execPath);
-  const demo = await startDemo(process.execPath);
+  t.match(cli, /gatehouse listening/, 'gatehouse started');
   if (currentIsSupported) {
-    t.same(warnings(cli), [], 'gatehouse: no Node.js version warning');
-    t.same(warnings(demo), [], 'demo: no Node.js version warning');
-    t.notMatch(cli + demo, /unsupported Node\.js/);
+    t.same(warnings(cli), [], 'no Node.js version warning');
+    t.notMatch(cli, /unsupported Node\.js/);
   } else {
     // A developer running the suite on an old Node.js: the same warning as below.
     t.equal(warnings(cli).length, 1, 'gatehouse warns once');
-    t.equal(warnings(demo).length, 1, 'demo warns once');
   }
 });
 
-t.test('an older Node.js', { timeout: 120_000 }, async (t) => {
+t.test('an older Node.js', { timeout: 240_000 }, async (t) => {
   const range = requiredNodeRange() ?? '';
   const minimum = minimumNodeVersion(range);
   t.ok(minimum, `package.json engines: ${range}`);
