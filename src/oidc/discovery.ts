@@ -39,6 +39,8 @@ const DISCOVERY_TIMEOUT_S = 10;
  */
 export function discoveryFailure(e: unknown, url: string): Error {
   if (e instanceof MetadataFetchError) return e;
+  // openid-client wraps errors it does not know (ours from followRedirects) as "something went wrong".
+  if (e instanceof ClientError && e.cause instanceof MetadataFetchError) return e.cause;
   if (e instanceof ClientError) {
     const cause: unknown = e.cause;
     if (cause instanceof Response) {
