@@ -432,7 +432,10 @@ t.test(
     for (let i = 0; i < 20; i++) await store.save(session(), empty, { fresh: true });
     t.equal(subIndex?.size, MAX_INDEX_MEMBERS, 'never more than the bound');
     t.equal(data.size, MAX_INDEX_MEMBERS, 'surplus live sessions were ended, not forgotten by the index');
-    t.ok([...(subIndex ?? [])].every((id) => data.has(id)), 'every indexed ticket is a live session');
+    t.ok(
+      [...(subIndex ?? [])].every((id) => data.has(id)),
+      'every indexed ticket is a live session',
+    );
     // Revocation still finds every live session of the user.
     t.equal(await store.revoke({ sub: 'u-1' }, T0), MAX_INDEX_MEMBERS);
     t.equal(data.size, 0);
