@@ -88,7 +88,9 @@ export async function startDotIdp(clients: readonly DotClient[]): Promise<DotIdp
       DOT_CONTROL_TOKEN: control,
       DOT_DJANGO_SECRET: randomBytes(24).toString('hex'),
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // stdin stays open for the IdP's lifetime: serve.py exits when it closes, so a killed test run leaves no
+    // Django server behind.
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   let log = '';
   const collect = (d: Buffer) => {

@@ -37,7 +37,16 @@ def seed():
         )
 
 
+def exit_with_parent():
+    """The test runner holds our stdin open; when it goes away (even killed), so do we."""
+    sys.stdin.read()
+    os._exit(0)
+
+
 if __name__ == "__main__":
+    import threading
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
     seed()
     port = sys.argv[1]
     print(f"dot-idp: listening on 127.0.0.1:{port}", flush=True)
