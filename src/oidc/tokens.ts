@@ -56,7 +56,11 @@ export function describeError(e: unknown): string {
     const code = oauthErrorCode(e) ?? 'challenge';
     return `HTTP ${e.status} ${code}${p.description ? `: ${p.description}` : ''} (WWW-Authenticate challenge)`;
   }
-  if (e instanceof ClientError) return `${e.code ?? 'client_error'}: ${e.message}`;
+  if (e instanceof ClientError) {
+    // "unexpected HTTP response status code" alone does not say which (a token endpoint answering 500, say).
+    const status = e.cause instanceof Response ? ` (HTTP ${e.cause.status})` : '';
+    return `${e.code ?? 'client_error'}: ${e.message}${status}`;
+  }
   if (e instanceof Error) {
     const cause = (e as { cause?: { code?: unknown } }).cause;
     return typeof cause?.code === 'string' ? `${e.message} (${cause.code})` : e.message;

@@ -220,6 +220,14 @@ t.test('oauthErrorCode and describeError know the 401 challenge (item 4)', async
   t.equal(oauthErrorCode(challenge(403, 'Basic realm="x"')), undefined);
   t.equal(oauthErrorCode(bodyError('invalid_grant')), 'invalid_grant');
   t.equal(oauthErrorCode(new Error('ECONNRESET')), undefined);
+  const status = new ClientError('unexpected HTTP response status code', {
+    cause: new Response('oops', { status: 500 }),
+  });
+  t.equal(
+    describeError(status),
+    'client_error: unexpected HTTP response status code (HTTP 500)',
+    'the status is named',
+  );
 });
 
 t.test(
