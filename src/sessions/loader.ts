@@ -95,8 +95,8 @@ type RefreshOutcome =
   /** `failed`: the IdP was asked and failed transiently; not asked again for this session for a while. */
   | { ok: 'kept'; session: Session; failed?: boolean };
 
-// An expired access token makes a refresh due at once, but never twice within this long for one session: an
-// IdP that issues already-expired tokens must not be asked on every request (issue #21 item 4).
+// An expired access token makes a refresh due at once, but not within this long of the session's login or last
+// refresh: an IdP that issues already-expired tokens must not be asked on every request (issue #21 item 4).
 const MIN_EXPIRY_REFRESH_MS = 1000;
 
 /**
