@@ -131,6 +131,37 @@ t.test('a discovery that keeps failing logs the status and Location once (item 1
   });
 });
 
+t.test('a redirect to a document publishing another issuer is refused (item 1)', async (t) => {
+  let base = '';
+  const server = createServer((req, res) => {
+    if (req.url === '/idp/.well-known/openid-configuration')
+      res.writeHead(301, { location: `${base}/elsewhere/.well-known/openid-configuration` }).end();
+    else if (req.url === '/elsewhere/.well-known/openid-configuration')
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          issuer: `${base}/elsewhere`,
+          authorization_endpoint: `${base}/auth`,
+          token_endpoint: `${base}/token`,
+          jwks_uri: `${base}/jwks`,
+        }),
+      );
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const errors: Record<string, unknown>[] = [];
+  const client = createOidcClient(options(`${base}/idp`), {
+    log: { info: () => {}, warn: () => {}, error: (o) => void errors.push(o as Record<string, unknown>) },
+    retry: { initialMs: 60_000, maxMs: 60_000 },
+  });
+  t.teardown(() => client.close());
+  client.start();
+  for (let i = 0; i < 200 && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(client.ready(), false, 'not discovered: the redirect does not change which issuer is expected');
+  t.match(errors[0], { err: `publishes issuer "${base}/elsewhere", --oidc-issuer-url is "${base}/idp"` });
+});
+
 t.test('client_secret_basic is RFC 6749 §2.3.1 form-encoding (item 2)', async (t) => {
   const header = (id: string, secret: string) => {
     const h = new Headers();
