@@ -1,6 +1,7 @@
 // Interop with other OpenID Providers (issue #21): metadata redirects, client authentication, error codes, HMAC ID tokens.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { ClientError, ResponseBodyError, WWWAuthenticateChallengeError } from 'openid-client';
 import t from 'tap';
 import { loadConfig } from '../../src/config/load.js';
@@ -160,6 +161,40 @@ t.test('a redirect to a document publishing another issuer is refused (item 1)',
   for (let i = 0; i < 200 && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(client.ready(), false, 'not discovered: the redirect does not change which issuer is expected');
   t.match(errors[0], { err: `publishes issuer "${base}/elsewhere", --oidc-issuer-url is "${base}/idp"` });
+});
+
+t.test('an extra JWT issuer behind redirects: discovery and JWKS are followed (item 1)', async (t) => {
+  const { privateKey, publicKey } = await generateKeyPair('RS256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+  let base = '';
+  const server = createServer((req, res) => {
+    const json = (o: unknown) =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(o));
+    if (req.url === '/x/.well-known/openid-configuration')
+      res.writeHead(301, { location: '/x/.well-known/openid-configuration/' }).end();
+    else if (req.url === '/x/.well-known/openid-configuration/')
+      json({ issuer: `${base}/x`, jwks_uri: `${base}/old-jwks` });
+    else if (req.url === '/old-jwks') res.writeHead(302, { location: '/jwks' }).end();
+    else if (req.url === '/jwks') json({ keys: [jwk] });
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = createOidcClient(
+    { ...options('http://127.0.0.1:9/unused'), extraJwtIssuers: [`${base}/x=api`] },
+    { log: { info: () => {}, warn: () => {}, error: () => {} } },
+  );
+  const token = await new SignJWT({ email: 'a@example.com' })
+    .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+    .setIssuer(`${base}/x`)
+    .setAudience('api')
+    .setSubject('s-1')
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(privateKey);
+  const session = await client.verifyBearer(token);
+  t.match(session, { user: 's-1', email: 'a@example.com' });
 });
 
 t.test('client_secret_basic is RFC 6749 §2.3.1 form-encoding (item 2)', async (t) => {
