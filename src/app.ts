@@ -248,6 +248,7 @@ export async function buildServices(
       acrValues: c.acrValues,
       responseMode: c.authRequestResponseMode,
       sslInsecureSkipVerify: c.sslInsecureSkipVerify,
+      clientAuthMethod: c.clientAuthMethod,
     },
     { log, now },
   );

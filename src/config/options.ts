@@ -321,6 +321,16 @@ export const OPTION_LIST = [
     help: 'alias of --code-challenge-method',
     deprecated: 'use --code-challenge-method',
   }),
+  strOf(
+    'client_auth_method',
+    z.enum(['auto', 'basic', 'post'], { error: 'must be "auto", "basic" or "post"' }),
+    'auto',
+    {
+      group: 'provider',
+      gatehouseOnly: true,
+      help: 'token-endpoint client authentication: client_secret_basic, client_secret_post, or auto (as discovery advertises; basic, then post once after invalid_client)',
+    },
+  ),
   str('auth_request_response_mode', '', { group: 'provider', help: 'response_mode parameter' }),
   bool('ssl_insecure_skip_verify', false, {
     group: 'provider',

@@ -134,6 +134,16 @@ function checkProvider(c: Config, p: Problems): void {
   if (c.redirectUrl !== '' && !parsableRedirectUrl(c.redirectUrl)) {
     p.error('redirectUrl', 'unparsable redirect URL: expected an http(s) URL or an absolute path');
   }
+  for (const alg of c.oidcEnabledSigningAlgs) {
+    if (alg.startsWith('HS'))
+      p.error(
+        'oidcEnabledSigningAlgs',
+        `${alg} ID tokens are keyed with the client secret and gatehouse verifies ID tokens only with the IdP's ` +
+          "public keys: set the client's ID-token algorithm at the IdP to RS256 (or another asymmetric one) and " +
+          'list that here',
+        alg,
+      );
+  }
   for (const entry of c.extraJwtIssuers) {
     if (!entry.includes('=')) p.error('extraJwtIssuers', 'expected issuer=audience', entry);
   }

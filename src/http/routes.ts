@@ -378,10 +378,18 @@ export function createRoutes(svc: Services) {
     const idpError = form.get('error');
     if (idpError !== null) {
       c.state.reason = undefined;
+      // RFC 6749 §4.1.2.1: hostile input like any other; shortened, control characters dropped, escaped by
+      // the page. The description is often what the user can act on ("Code challenge required.").
+      const error = printable(idpError, 100);
+      const description = printable(form.get('error_description') ?? '', 300);
+      svc.log.info(
+        { reqId: c.requestId(), error, ...(description ? { error_description: description } : {}) },
+        'login failed: the identity provider returned an error',
+      );
       return errorPage(
         c,
         403,
-        `Login failed: the identity provider returned an error: ${idpError.slice(0, 200)}`,
+        `Login failed: the identity provider returned an error: ${error}${description ? ` (${description})` : ''}`,
       );
     }
     let state = form.get('state') ?? '';
@@ -426,11 +434,13 @@ export function createRoutes(svc: Services) {
       const msg =
         r.code === 'unverified_email'
           ? 'Login failed: your email address is not verified at the identity provider.'
-          : r.code === 'missing_email'
-            ? 'Login failed: the identity provider did not send an email address.'
-            : r.code === 'exchange_failed'
-              ? 'Login failed: the authorization code could not be redeemed. Please sign in again.'
-              : 'Login failed: the session could not be validated.';
+          : r.code === 'id_token_hmac'
+            ? `Login failed: ${r.detail}.`
+            : r.code === 'missing_email'
+              ? 'Login failed: the identity provider did not send an email address.'
+              : r.code === 'exchange_failed'
+                ? 'Login failed: the authorization code could not be redeemed. Please sign in again.'
+                : 'Login failed: the session could not be validated.';
       return errorPage(c, 403, msg, clearCsrf, r.code);
     }
     const session: Session = r.session;
@@ -540,6 +550,12 @@ export function createRoutes(svc: Services) {
 
 function headerOne(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** At most `max` characters of `s` without control characters (C0, DEL, C1). */
+function printable(s: string, max: number): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').slice(0, max);
 }
 
 function dedupe(xs: string[]): string[] {

@@ -4,7 +4,7 @@ import { createLru } from '../sessions/lru.js';
 import type { Session } from '../sessions/session.js';
 import { audienceAllowed, type ClaimRules, extractIdentity } from './claims.js';
 import type { ProviderState } from './discovery.js';
-import type { FetchFn } from './fetch.js';
+import { type FetchFn, followRedirects } from './fetch.js';
 import { ASYMMETRIC_ALGS, remoteJwks, verifyJwt } from './jwt.js';
 import { buildSession, type IdTokenRules, verifyIdToken } from './tokens.js';
 import type { OidcLogger } from './types.js';
@@ -54,11 +54,13 @@ export function createBearerVerifier(d: {
   log: OidcLogger;
 }): BearerVerifier {
   const cache = new Map<string, { keys: Promise<JWTVerifyGetKey>; until: number }>();
+  // Discovery and JWKS documents of extra issuers may redirect too (bounded, never https→http; issue #21).
+  const metaFetch = followRedirects(d.fetchFn);
 
   const resolveKeys = async (issuer: string): Promise<{ keys: JWTVerifyGetKey; durable: boolean }> => {
     const base = issuer.replace(/\/+$/, '');
     try {
-      const res = await d.fetchFn(`${base}/.well-known/openid-configuration`, {
+      const res = await metaFetch(`${base}/.well-known/openid-configuration`, {
         headers: { accept: 'application/json' },
         redirect: 'manual',
         signal: AbortSignal.timeout(5_000),
@@ -66,7 +68,7 @@ export function createBearerVerifier(d: {
       if (res.ok) {
         const doc = (await res.json()) as { issuer?: unknown; jwks_uri?: unknown };
         if (doc.issuer === issuer && typeof doc.jwks_uri === 'string') {
-          return { keys: remoteJwks(doc.jwks_uri, d.fetchFn), durable: true };
+          return { keys: remoteJwks(doc.jwks_uri, metaFetch), durable: true };
         }
       } else {
         await res.body?.cancel();
@@ -74,7 +76,7 @@ export function createBearerVerifier(d: {
     } catch {
       // Discovery is optional for extra issuers: fall through to the conventional JWKS location.
     }
-    return { keys: remoteJwks(`${base}/.well-known/jwks.json`, d.fetchFn), durable: false };
+    return { keys: remoteJwks(`${base}/.well-known/jwks.json`, metaFetch), durable: false };
   };
 
   const keysFor = (issuer: string): Promise<JWTVerifyGetKey> => {

@@ -4,6 +4,7 @@ import { GatehouseError } from '../errors.js';
 import type { Session } from '../sessions/session.js';
 import { createBearerVerifier, parseExtraIssuers } from './bearer.js';
 import { compileClaimRules } from './claims.js';
+import { withClientAuthFallback } from './client-auth.js';
 import { createDiscoveryLoop, loadProvider, type ProviderState } from './discovery.js';
 import { createIdpFetch } from './fetch.js';
 import { verifyJwt } from './jwt.js';
@@ -12,6 +13,8 @@ import {
   buildSession,
   describeError,
   expiresOn,
+  hmacIdTokenAlg,
+  hmacIdTokenMessage,
   type IdTokenRules,
   identityFromIdToken,
   isIdTokenClaimError,
@@ -75,6 +78,13 @@ export function createOidcClient(opts: OidcOptions, deps: OidcDeps): OidcClient 
           'provider advertises PKCE but not S256; PKCE stays off (set --code-challenge-method)',
         );
       }
+      if (p.hmacOnly) {
+        log.warn(
+          { event: 'idp_hmac_only' },
+          'the IdP advertises only HS256/HS384/HS512 ID-token signatures, which gatehouse never accepts: ' +
+            "set the client's ID-token algorithm to RS256 (or another asymmetric one) at the IdP",
+        );
+      }
       return p;
     },
     log,
@@ -117,15 +127,25 @@ export function createOidcClient(opts: OidcOptions, deps: OidcDeps): OidcClient 
     try {
       const params: Record<string, string> = { code: p.code, redirect_uri: p.redirectUri };
       if (p.codeVerifier) params.code_verifier = p.codeVerifier;
-      tokens = await genericGrantRequest(prov.config, 'authorization_code', params);
+      tokens = await withClientAuthFallback(
+        prov.clientAuth,
+        () => genericGrantRequest(prov.config, 'authorization_code', params),
+        log,
+      );
     } catch (e) {
+      const hs = hmacIdTokenAlg(e);
+      if (hs) return { ok: false, code: 'id_token_hmac', detail: hmacIdTokenMessage(hs) };
       const detail = describeError(e);
       return { ok: false, code: isIdTokenClaimError(e) ? 'id_token_invalid' : 'exchange_failed', detail };
     }
     if (!tokens.id_token)
       return { ok: false, code: 'id_token_invalid', detail: 'token response has no id_token' };
     const v = await verifyIdToken(tokens.id_token, prov, idRules, now());
-    if (!v.ok) return { ok: false, code: 'id_token_invalid', detail: v.detail };
+    if (!v.ok) {
+      const hs = hmacIdTokenAlg(undefined, tokens.id_token);
+      if (hs) return { ok: false, code: 'id_token_hmac', detail: hmacIdTokenMessage(hs) };
+      return { ok: false, code: 'id_token_invalid', detail: v.detail };
+    }
     if (!opts.skipNonce) {
       const got = v.payload.nonce;
       if (!p.nonce || typeof got !== 'string' || !sameSecret(got, p.nonce)) {
@@ -158,7 +178,8 @@ export function createOidcClient(opts: OidcOptions, deps: OidcDeps): OidcClient 
     if (!prov) return { ok: false, fatal: false, detail: 'provider not discovered yet' };
     let tokens: TokenSet;
     try {
-      tokens = await refreshTokenGrant(prov.config, s.refreshToken);
+      const rt = s.refreshToken;
+      tokens = await withClientAuthFallback(prov.clientAuth, () => refreshTokenGrant(prov.config, rt), log);
     } catch (e) {
       const code = oauthErrorCode(e);
       // A refreshed ID token failing openid-client's claim checks is not transient either.

@@ -3,16 +3,15 @@
 import type { JWTVerifyGetKey } from 'jose';
 import {
   allowInsecureRequests,
-  type ClientAuth,
-  ClientSecretBasic,
-  ClientSecretPost,
+  ClientError,
   Configuration,
   customFetch,
   discovery,
   type ServerMetadata,
 } from 'openid-client';
-import type { FetchFn } from './fetch.js';
-import { remoteJwks, signingAlgs } from './jwt.js';
+import { type ClientAuthState, createClientAuth } from './client-auth.js';
+import { type FetchFn, followRedirects, MetadataFetchError } from './fetch.js';
+import { HMAC_ALGS, remoteJwks, signingAlgs } from './jwt.js';
 import { staticKeySet } from './keys.js';
 import type { OidcLogger, OidcOptions } from './types.js';
 
@@ -26,16 +25,41 @@ export interface ProviderState {
   readonly pkceMethods: readonly string[];
   readonly algorithms: readonly string[];
   readonly jwks: JWTVerifyGetKey;
+  /** Token-endpoint client authentication (basic/post, with auto's one-time fallback). */
+  readonly clientAuth: ClientAuthState;
+  /** Discovery advertises only HMAC ID-token algorithms, which gatehouse cannot verify (a start-up warning). */
+  readonly hmacOnly: boolean;
 }
 
 const DISCOVERY_TIMEOUT_S = 10;
 
-// RFC 8414 §2: absent token_endpoint_auth_methods_supported means client_secret_basic.
-function clientAuth(secret: string, methods: unknown): ClientAuth {
-  const list = Array.isArray(methods) ? methods : [];
-  if (list.length === 0 || list.includes('client_secret_basic')) return ClientSecretBasic(secret);
-  if (list.includes('client_secret_post')) return ClientSecretPost(secret);
-  return ClientSecretBasic(secret);
+/**
+ * Discovery failed: say what the IdP answered. openid-client reports a non-200 as "unexpected HTTP response
+ * status code" with the Response as cause, and an issuer mismatch with both values as cause.
+ */
+export function discoveryFailure(e: unknown, url: string): Error {
+  if (e instanceof MetadataFetchError) return e;
+  // openid-client wraps errors it does not know (ours from followRedirects) as "something went wrong".
+  if (e instanceof ClientError && e.cause instanceof MetadataFetchError) return e.cause;
+  if (e instanceof ClientError) {
+    const cause: unknown = e.cause;
+    if (cause instanceof Response) {
+      const location = cause.headers.get('location');
+      return new MetadataFetchError(
+        `${e.message}: ${url} answered ${cause.status}${location ? ` (Location: ${location.slice(0, 300)})` : ''}`,
+        cause.status,
+        location ?? undefined,
+      );
+    }
+    const c = cause as { expected?: unknown; body?: { issuer?: unknown } } | undefined;
+    if (typeof c?.expected === 'string' && typeof c.body?.issuer === 'string') {
+      return new Error(
+        `${e.message}: the document at ${url} publishes issuer ${JSON.stringify(c.body.issuer.slice(0, 300))}, ` +
+          `--oidc-issuer-url is ${JSON.stringify(c.expected)}`,
+      );
+    }
+  }
+  return e instanceof Error ? e : new Error(String(e));
 }
 
 const isHttp = (u: string | undefined): boolean => typeof u === 'string' && u.startsWith('http:');
@@ -58,10 +82,13 @@ export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<Pr
     const target = o.skipIssuerVerification
       ? `${o.issuerUrl.replace(/\/+$/, '')}/.well-known/openid-configuration`
       : o.issuerUrl;
+    // Discovery and JWKS documents may redirect (django-oauth-toolkit answers the slash-less URL with 301).
     const discovered = await discovery(new URL(target), o.clientId, o.clientSecret, undefined, {
-      [customFetch]: fetchFn,
+      [customFetch]: followRedirects(fetchFn),
       timeout: DISCOVERY_TIMEOUT_S,
       ...(isHttp(target) ? { execute: [allowInsecureRequests] } : {}),
+    }).catch((e: unknown) => {
+      throw discoveryFailure(e, target);
     });
     // openid-client has already checked that the discovered issuer equals the configured one.
     found = discovered.serverMetadata();
@@ -78,18 +105,19 @@ export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<Pr
   if (!meta.authorization_endpoint || !meta.token_endpoint || (!meta.jwks_uri && !staticKeys)) {
     throw new Error('provider metadata lacks authorization_endpoint, token_endpoint or jwks_uri');
   }
-  const algorithms = signingAlgs(o.enabledSigningAlgs, meta.id_token_signing_alg_values_supported ?? []);
+  const advertised = meta.id_token_signing_alg_values_supported ?? [];
+  const algorithms = signingAlgs(o.enabledSigningAlgs, advertised);
   if (!algorithms) {
     throw new Error(
       'no overlap between oidc-enabled-signing-alg and the provider id_token signing algorithms',
     );
   }
-  const config = new Configuration(
-    meta,
-    o.clientId,
-    { client_secret: o.clientSecret },
-    clientAuth(o.clientSecret, meta.token_endpoint_auth_methods_supported),
+  const clientAuth = createClientAuth(
+    o.clientAuthMethod,
+    o.clientSecret,
+    meta.token_endpoint_auth_methods_supported,
   );
+  const config = new Configuration(meta, o.clientId, { client_secret: o.clientSecret }, clientAuth.auth);
   config[customFetch] = fetchFn;
   config.timeout = DISCOVERY_TIMEOUT_S;
   const endpoints = [meta.issuer, meta.authorization_endpoint, meta.token_endpoint, meta.userinfo_endpoint];
@@ -105,7 +133,11 @@ export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<Pr
     pkceMethods: meta.code_challenge_methods_supported ?? [],
     algorithms,
     // PEM keys, when given, replace the JWKS (oauth2-proxy: a static key set instead of the remote one).
-    jwks: staticKeys ? staticKeySet(o.publicKeys) : remoteJwks(meta.jwks_uri as string, fetchFn),
+    jwks: staticKeys
+      ? staticKeySet(o.publicKeys)
+      : remoteJwks(meta.jwks_uri as string, followRedirects(fetchFn)),
+    clientAuth,
+    hmacOnly: advertised.length > 0 && advertised.every((a) => HMAC_ALGS.includes(a)),
   };
 }
 

@@ -46,6 +46,83 @@ function insecureFetch(input: string | URL | Request, init: RequestInit = {}): P
   });
 }
 
+/** Redirects a metadata fetch follows before giving up (Go's http.Client, which oauth2-proxy uses, stops at 10). */
+export const MAX_METADATA_REDIRECTS = 5;
+
+const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * A metadata GET that did not end in a usable answer: carries the status and `Location` so the log line can say
+ * where the IdP pointed (issue #21: "unexpected HTTP response status code" alone is not actionable).
+ */
+export class MetadataFetchError extends Error {
+  readonly status: number;
+  readonly location: string | undefined;
+  constructor(message: string, status: number, location: string | undefined) {
+    super(message);
+    this.name = 'MetadataFetchError';
+    this.status = status;
+    this.location = location;
+  }
+}
+
+const requestUrl = (input: string | URL | Request): string =>
+  typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+
+/**
+ * Wraps `fetchFn` for discovery and JWKS documents (GET, no credentials): follows up to `max` redirects,
+ * http→https and same-scheme ones, never https→http. Anything else is answered as is. Token, userinfo and
+ * other credentialed requests do not use this (a redirect there must never carry a secret elsewhere).
+ */
+export function followRedirects(fetchFn: FetchFn, max = MAX_METADATA_REDIRECTS): FetchFn {
+  return async (input, init = {}) => {
+    const method = (init.method ?? 'GET').toUpperCase();
+    let url = requestUrl(input);
+    if (method !== 'GET') return fetchFn(input, init);
+    for (let hop = 0; ; hop++) {
+      const res = await fetchFn(url, { ...init, redirect: 'manual' });
+      if (!REDIRECT_STATUS.has(res.status)) return res;
+      const location = res.headers.get('location') ?? undefined;
+      await res.body?.cancel().catch(() => undefined);
+      const where = location === undefined ? 'no Location' : `Location: ${location.slice(0, 300)}`;
+      if (location === undefined)
+        throw new MetadataFetchError(
+          `${url} answered ${res.status} without a Location`,
+          res.status,
+          undefined,
+        );
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch {
+        throw new MetadataFetchError(
+          `${url} answered ${res.status} with a bad ${where}`,
+          res.status,
+          location,
+        );
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+        throw new MetadataFetchError(`${url} redirects to a non-HTTP URL (${where})`, res.status, location);
+      }
+      if (new URL(url).protocol === 'https:' && next.protocol === 'http:') {
+        throw new MetadataFetchError(
+          `${url} answered ${res.status} redirecting from https to http, which is refused (${where})`,
+          res.status,
+          location,
+        );
+      }
+      if (hop >= max) {
+        throw new MetadataFetchError(
+          `${url} answered ${res.status}: more than ${max} redirects (${where})`,
+          res.status,
+          location,
+        );
+      }
+      url = next.href;
+    }
+  };
+}
+
 /** The fetch to give openid-client and jose. */
 export function createIdpFetch(o: { sslInsecureSkipVerify: boolean }): FetchFn {
   return o.sslInsecureSkipVerify ? insecureFetch : (input, init) => globalThis.fetch(input, init);

@@ -17,15 +17,20 @@ export const ASYMMETRIC_ALGS: readonly string[] = [
   'Ed25519',
 ];
 
+/** HMAC algorithms: keyed with the client secret, never verifiable against a JWKS. */
+export const HMAC_ALGS: readonly string[] = ['HS256', 'HS384', 'HS512'];
+
 /**
  * COMPAT.md §6.8 algorithm set: configured ∩ discovered when both are non-empty, else whichever is
- * non-empty, else RS256. `none` is always dropped. Returns undefined for an empty intersection.
+ * non-empty, else RS256. `none` and the HMAC algorithms are always dropped (gatehouse verifies with the IdP's
+ * public keys only; configuring HS* is a config error and an HS-only discovery a start-up warning, issue #21).
+ * Returns undefined for an empty intersection.
  */
 export function signingAlgs(
   configured: readonly string[],
   discovered: readonly string[],
 ): string[] | undefined {
-  const clean = (l: readonly string[]) => l.filter((a) => a !== 'none');
+  const clean = (l: readonly string[]) => l.filter((a) => a !== 'none' && !HMAC_ALGS.includes(a));
   const c = clean(configured);
   const d = clean(discovered);
   if (c.length > 0 && d.length > 0) {

@@ -1,7 +1,13 @@
 // Turns token-endpoint responses into sessions: ID-token verification, userinfo fallback, claim mapping (COMPAT.md §6.4–6.8, §6.10).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { JWTPayload } from 'jose';
-import { ClientError, fetchUserInfo, ResponseBodyError, skipSubjectCheck } from 'openid-client';
+import {
+  ClientError,
+  fetchUserInfo,
+  ResponseBodyError,
+  skipSubjectCheck,
+  WWWAuthenticateChallengeError,
+} from 'openid-client';
 import type { Session } from '../sessions/session.js';
 import { audienceAllowed, type ClaimRules, extractIdentity, type IdentityResult } from './claims.js';
 import type { ProviderState } from './discovery.js';
@@ -28,11 +34,33 @@ export function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }
 
+/** The `error` / `error_description` parameters of a WWW-Authenticate challenge (RFC 6750 §3), if any. */
+function challengeParams(e: WWWAuthenticateChallengeError): { error?: string; description?: string } {
+  for (const c of Array.isArray(e.cause) ? e.cause : []) {
+    const p = c.parameters;
+    if (typeof p?.error === 'string')
+      return {
+        error: p.error,
+        ...(typeof p.error_description === 'string' ? { description: p.error_description } : {}),
+      };
+  }
+  return {};
+}
+
 /** A log-safe description of an openid-client / network error: codes and messages, never bodies. */
 export function describeError(e: unknown): string {
   if (e instanceof ResponseBodyError)
     return `${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
-  if (e instanceof ClientError) return `${e.code ?? 'client_error'}: ${e.message}`;
+  if (e instanceof WWWAuthenticateChallengeError) {
+    const p = challengeParams(e);
+    const code = oauthErrorCode(e) ?? 'challenge';
+    return `HTTP ${e.status} ${code}${p.description ? `: ${p.description}` : ''} (WWW-Authenticate challenge)`;
+  }
+  if (e instanceof ClientError) {
+    // "unexpected HTTP response status code" alone does not say which (a token endpoint answering 500, say).
+    const status = e.cause instanceof Response ? ` (HTTP ${e.cause.status})` : '';
+    return `${e.code ?? 'client_error'}: ${e.message}${status}`;
+  }
   if (e instanceof Error) {
     const cause = (e as { cause?: { code?: unknown } }).cause;
     return typeof cause?.code === 'string' ? `${e.message} (${cause.code})` : e.message;
@@ -40,9 +68,43 @@ export function describeError(e: unknown): string {
   return 'unknown error';
 }
 
-/** The OAuth `error` code of a token-endpoint error response, if that is what `e` is. */
+/**
+ * The OAuth `error` code of a token-endpoint error response, if that is what `e` is. A 401 with a
+ * WWW-Authenticate challenge (openid-client throws WWWAuthenticateChallengeError for it and never reads the body)
+ * is a client-authentication failure, `invalid_client`, unless the challenge names another error (RFC 6749 §5.2).
+ */
 export function oauthErrorCode(e: unknown): string | undefined {
-  return e instanceof ResponseBodyError ? e.error : undefined;
+  if (e instanceof ResponseBodyError) return e.error;
+  if (e instanceof WWWAuthenticateChallengeError)
+    return challengeParams(e).error ?? (e.status === 401 ? 'invalid_client' : undefined);
+  return undefined;
+}
+
+/**
+ * The `alg` of an HMAC-signed (HS256/384/512) ID token, from the token itself or from openid-client's
+ * "unexpected JWT alg" error. gatehouse verifies ID tokens only against the IdP's public keys, so such a token
+ * can never be accepted; the caller turns this into a message the user can act on (issue #21).
+ */
+export function hmacIdTokenAlg(e: unknown, token?: string): string | undefined {
+  let alg: unknown;
+  if (token !== undefined) {
+    try {
+      alg = (
+        JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as { alg?: unknown }
+      ).alg;
+    } catch {
+      alg = undefined;
+    }
+  } else if (e instanceof ClientError) {
+    const cause = e.cause as { header?: { alg?: unknown } } | undefined;
+    alg = cause?.header?.alg;
+  }
+  return typeof alg === 'string' && /^HS(256|384|512)$/.test(alg) ? alg : undefined;
+}
+
+/** The log and page text for an HMAC-signed ID token. */
+export function hmacIdTokenMessage(alg: string): string {
+  return `the IdP signs ID tokens with ${alg}; set the client's ID-token algorithm to RS256 (or another asymmetric one)`;
 }
 
 /** openid-client's own ID-token claim checks (iss/aud/exp/iat) failed, as opposed to transport errors. */

@@ -35,6 +35,8 @@ export interface OidcOptions {
   acrValues: string;
   responseMode: string;
   sslInsecureSkipVerify: boolean;
+  /** `--client-auth-method` (gatehouse-only): auto (default), basic or post. */
+  clientAuthMethod: 'auto' | 'basic' | 'post';
 }
 
 export interface OidcLogger {
@@ -57,7 +59,9 @@ export type RedeemFailure =
   | 'id_token_invalid'
   | 'nonce_mismatch'
   | 'unverified_email'
-  | 'missing_email';
+  | 'missing_email'
+  /** The IdP signs ID tokens with HS256/384/512, which gatehouse never accepts (issue #21). */
+  | 'id_token_hmac';
 
 export type RedeemResult =
   | { ok: true; session: Session }

@@ -92,7 +92,29 @@ export function bearerTokenFrom(header: string): string | undefined {
 type RefreshOutcome =
   | { ok: true; session: Session; setCookies: readonly string[] }
   | { ok: false; reason: NoSessionReason; setCookies: readonly string[] }
-  | { ok: 'kept'; session: Session };
+  /** `failed`: the IdP was asked and failed transiently; not asked again for this session for a while. */
+  | { ok: 'kept'; session: Session; failed?: boolean };
+
+// An expired access token makes a refresh due at once, but not within this long of the session's login or last
+// refresh: an IdP that issues already-expired tokens must not be asked on every request (issue #21 item 4).
+const MIN_EXPIRY_REFRESH_MS = 1000;
+
+/**
+ * COMPAT.md §6.10, amended by issue #21 item 3: a refresh is due when the session is older than
+ * --cookie-refresh, or earlier when its access token has expired and it holds a refresh token (oauth2-proxy
+ * waits for the refresh period and meanwhile answers 401 once the token has expired).
+ */
+export function refreshDue(s: Session, now: number, refreshMs: number): boolean {
+  if (refreshMs <= 0) return false;
+  const age = now - s.createdAt;
+  if (age > refreshMs) return true;
+  return (
+    s.refreshToken !== undefined &&
+    s.expiresOn !== undefined &&
+    s.expiresOn < now &&
+    age >= MIN_EXPIRY_REFRESH_MS
+  );
+}
 
 const NO_COOKIES: readonly string[] = Object.freeze([]);
 
@@ -114,6 +136,8 @@ export function createSessionLoader(
   // Requests still carrying the pre-refresh cookie reuse the outcome instead of refreshing again.
   const recent = new Map<string, { until: number; outcome: RefreshOutcome }>();
   const RECENT_MS = 60_000;
+  // After a transient refresh failure the session keeps working and the IdP is asked again after this long.
+  const RETRY_MS = 10_000;
   const RECENT_MAX = 10_000;
 
   async function doRefresh(key: string, session: Session, ctx: CookieContext): Promise<RefreshOutcome> {
@@ -122,7 +146,7 @@ export function createSessionLoader(
     try {
       // Another replica may have refreshed while we waited for the lock (COMPAT.md §7.6).
       const current = (await o.store.reload(key, o.now())) ?? session;
-      if (o.now() - current.createdAt <= o.refreshMs) {
+      if (!refreshDue(current, o.now(), o.refreshMs)) {
         return current === session ? { ok: 'kept', session } : { ok: true, session: current, setCookies: [] };
       }
       if (!current.refreshToken || !o.refresher) return { ok: 'kept', session: current };
@@ -137,7 +161,7 @@ export function createSessionLoader(
         return { ok: false, reason: 'refresh_failed', setCookies: await o.store.clear(ctx) };
       }
       o.log.warn({ user: current.user, detail: r.detail }, 'refresh failed transiently; keeping the session');
-      return { ok: 'kept', session: current };
+      return { ok: 'kept', session: current, failed: true };
     } finally {
       await unlock();
     }
@@ -146,16 +170,23 @@ export function createSessionLoader(
   function refreshOnce(key: string, session: Session, ctx: CookieContext): Promise<RefreshOutcome> {
     const now = o.now();
     const hit = recent.get(key);
-    if (hit && hit.until > now) return Promise.resolve(hit.outcome);
+    // A remembered refreshed session that is itself due again (a redis ticket keeps its key across refreshes,
+    // and a short-lived access token expires within RECENT_MS) is refreshed, not replayed.
+    if (
+      hit &&
+      hit.until > now &&
+      !(hit.outcome.ok === true && refreshDue(hit.outcome.session, now, o.refreshMs))
+    )
+      return Promise.resolve(hit.outcome);
     let p = inflight.get(key);
     if (!p) {
       p = doRefresh(key, session, ctx).finally(() => inflight.delete(key));
       inflight.set(key, p);
       p.then(
         (outcome) => {
-          if (outcome.ok === 'kept') return;
+          if (outcome.ok === 'kept' && !outcome.failed) return;
           if (recent.size >= RECENT_MAX) recent.clear();
-          recent.set(key, { until: o.now() + RECENT_MS, outcome });
+          recent.set(key, { until: o.now() + (outcome.ok === 'kept' ? RETRY_MS : RECENT_MS), outcome });
         },
         () => undefined,
       );
@@ -229,7 +260,7 @@ export function createSessionLoader(
     if (r.kind === 'invalid') return none(r.reason, r.setCookies);
     let session = r.session;
     let setCookies: readonly string[] = [];
-    if (o.refreshMs > 0 && o.now() - session.createdAt > o.refreshMs) {
+    if (refreshDue(session, o.now(), o.refreshMs)) {
       const out = await refreshOnce(r.key, session, ctx);
       if (out.ok === false) return none(out.reason, out.setCookies);
       session = out.session;

@@ -51,6 +51,8 @@ export interface RedisLike {
   delIfEquals(key: string, value: string): Promise<boolean>;
   pexpire(key: string, ms: number): Promise<boolean>;
   sadd(key: string, member: string): Promise<number>;
+  srem(key: string, member: string): Promise<number>;
+  scard(key: string): Promise<number>;
   smembers(key: string): Promise<string[]>;
   ping(): Promise<void>;
   quit(): Promise<void>;
@@ -352,6 +354,8 @@ export function createRedisClient(opts: RedisClientOptions, log: RedisLog): Redi
       return (await run(() => client.pexpire(key, Math.ceil(ms)))) === 1;
     },
     sadd: (key, member) => run(() => client.sadd(key, member)),
+    srem: (key, member) => run(() => client.srem(key, member)),
+    scard: (key) => run(() => client.scard(key)),
     smembers: (key) => run(() => client.smembers(key)),
     async ping() {
       await run(() => client.ping());

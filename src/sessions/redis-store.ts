@@ -51,6 +51,12 @@ const VALUE_VERSION = 1;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 const HKDF_INFO = Buffer.from('gatehouse redis session value v1');
+/**
+ * Tickets one back-channel index (one IdP session or one user) may hold. Above it, members whose session is
+ * gone are dropped; if more live sessions remain, the surplus sessions are ended rather than forgotten, since a
+ * forgotten ticket would survive a back-channel logout.
+ */
+export const MAX_INDEX_MEMBERS = 256;
 
 const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 
@@ -203,12 +209,33 @@ export function createRedisSessionStore(deps: RedisSessionStoreDeps): SessionSto
   const indexKeys = deps.indexKeys && deps.indexKeys.length > 0 ? deps.indexKeys : [Buffer.from(name)];
   const indexKey = (kind: 'sid' | 'sub', v: string, key: Buffer = indexKeys[0] as Buffer) =>
     `${name}.idx.${createHmac('sha256', key).update(`${kind}\0${v}`).digest('hex')}`;
+  const indexNames = (s: Session, key?: Buffer): string[] =>
+    s.sid ? [indexKey('sid', s.sid, key), indexKey('sub', s.user, key)] : [indexKey('sub', s.user, key)];
+  const prune = async (key: string, keep: string) => {
+    const live: string[] = [];
+    for (const id of await redis.smembers(key)) {
+      if (id !== keep && (await redis.getBuffer(id)) === null) await redis.srem(key, id);
+      else if (id !== keep) live.push(id);
+    }
+    for (const id of live.slice(0, Math.max(0, live.length + 1 - MAX_INDEX_MEMBERS))) {
+      await redis.del(id);
+      await redis.srem(key, id);
+    }
+  };
   const index = async (s: Session, ticketId: string) => {
-    for (const key of [s.sid ? indexKey('sid', s.sid) : undefined, indexKey('sub', s.user)]) {
-      if (key === undefined) continue;
+    for (const key of indexNames(s)) {
       await redis.sadd(key, ticketId);
       await redis.pexpire(key, ttlMs);
+      if ((await redis.scard(key)) > MAX_INDEX_MEMBERS) await prune(key, ticketId);
     }
+  };
+  /** Drops an ending ticket from its back-channel indexes (under every index key, as revoke looks). */
+  const unindex = async (t: Ticket) => {
+    const raw = await redis.getBuffer(t.id);
+    const plain = raw === null ? undefined : openValue(t, raw);
+    const s = plain === undefined ? undefined : decodeSession(plain);
+    if (!s) return;
+    for (const k of indexKeys) for (const name of indexNames(s, k)) await redis.srem(name, t.id);
   };
 
   const forget = (ctx: CookieContext) => {
@@ -247,7 +274,10 @@ export function createRedisSessionStore(deps: RedisSessionStoreDeps): SessionSto
       try {
         // A refresh must not resurrect a session that was signed out meanwhile: XX only rewrites a live key.
         written = await redis.set(ticket.id, value, { px: ttlMs, xx: ticket === old });
-        if (fresh && old) await redis.del(old.id);
+        if (fresh && old) {
+          await unindex(old);
+          await redis.del(old.id);
+        }
         if (written) await index(session, ticket.id);
       } catch (e) {
         throw storeError(e);
@@ -262,6 +292,7 @@ export function createRedisSessionStore(deps: RedisSessionStoreDeps): SessionSto
       const t = requestTicket(ctx);
       if (t) {
         try {
+          await unindex(t);
           await redis.del(t.id);
         } catch (e) {
           throw storeError(e);

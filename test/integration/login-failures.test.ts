@@ -166,6 +166,14 @@ t.test('callback failure paths (cookie store)', async (t) => {
     t.notMatch(html, /<script>/);
     t.match(html, /&lt;script&gt;/);
     t.ok(html.length < 4000, 'the echoed code is truncated');
+    // The description is shown too (#21 item 5), with the same care: escaped, bounded, no control characters.
+    const desc = await s.request(
+      `/oauth2/callback?error=invalid_request&error_description=${encodeURIComponent(`Code challenge required.<img src=x>\r\nX-Evil: 1${'y'.repeat(5000)}`)}`,
+    );
+    const page = await refused(t, desc, 403);
+    t.match(page, 'invalid_request (Code challenge required.&lt;img src=x&gt;  X-Evil: 1y');
+    t.notMatch(page, /<img|\r|\n X-Evil/);
+    t.ok(page.length < 4000, 'the description is truncated');
   });
 
   t.test('the request id of the error page comes from X-Request-Id', async (t) => {

@@ -58,6 +58,7 @@ t.test(
         acrValues: '',
         responseMode: '',
         sslInsecureSkipVerify: false,
+        clientAuthMethod: 'auto',
       },
       { log: { info: noop, warn: noop, error: noop } },
     );

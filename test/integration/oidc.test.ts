@@ -72,6 +72,7 @@ function options(issuerUrl: string, over: Partial<OidcOptions> = {}): OidcOption
     acrValues: '',
     responseMode: '',
     sslInsecureSkipVerify: false,
+    clientAuthMethod: 'auto',
     ...over,
   };
 }

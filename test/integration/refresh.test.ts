@@ -205,8 +205,16 @@ t.test(
     t.equal(second.status, 202);
     t.equal(
       logged('refresh failed transiently; keeping the session') - before,
+      1,
+      'the next request does not ask the IdP again: no failure mode calls it once per request (#21)',
+    );
+    clock.offset += 11_000;
+    const later = await raw(s.port, { path: '/oauth2/auth', headers: { cookie: jar.header() } });
+    t.equal(later.status, 202);
+    t.equal(
+      logged('refresh failed transiently; keeping the session') - before,
       2,
-      'each request retried the refresh (a transient failure is not cached)',
+      'retried once the back-off (10 s) has passed',
     );
 
     // The access token (TTL 10 min) expires while the IdP is still away: refresh on → expiry enforced.

@@ -263,9 +263,14 @@ t.test('fatal refresh error ends the session; transient keeps it and retries lat
   t.equal(store.clears, 0);
   t.ok(log.lines.some((l) => l.level === 'warn'));
 
+  const quick = await load(ctx, undefined);
+  t.equal(quick.session?.accessToken, 'AT0', 'within the back-off the session is still kept');
+  t.equal(refresher.calls, 1, 'and the IdP is not asked once per request (#21 item 4)');
+
+  clock.t += 11_000;
   const second = load(ctx, undefined);
   await settle();
-  t.equal(refresher.calls, 2, 'a transient failure is not cached: the next request retries');
+  t.equal(refresher.calls, 2, 'after the 10 s back-off the next request retries');
   refresher.settle({ ok: false, fatal: true, detail: 'invalid_grant' });
   const ended = await second;
   t.equal(ended.session, undefined, 'fatal: no session');
@@ -317,13 +322,33 @@ t.test('token expiry: checked only when refresh is on (§6.10 [Q])', async (t) =
     'refresh off: not checked',
   );
 
+  // Issue #21 item 3 (amends §6.10): an expired access token with a refresh token is refreshed at once.
   const on = fakeStore(expired);
   const refresher = gatedRefresher();
   const load = loaderWith(on, { clock, refresher, refreshMs: 120 * MIN });
-  const r = await load(ctx, undefined);
-  t.equal(refresher.calls, 0, 'not due for refresh');
+  const pending = load(ctx, undefined);
+  await settle();
+  t.equal(refresher.calls, 1, 'not due by age, but the expired token makes the refresh due');
+  refresher.settle({
+    ok: true,
+    session: session({ accessToken: 'AT1', createdAt: clock.t, expiresOn: clock.t + MIN }),
+  });
+  const refreshed = await pending;
+  t.equal(refreshed.session?.accessToken, 'AT1', 'refreshed, not ended');
+  t.equal(refreshed.setCookies.length, 1, 'the refreshed session is saved');
+  t.equal(on.clears, 0);
+
+  const noRefreshToken = fakeStore(session({ expiresOn: T0 + 60 * MIN, refreshToken: undefined }));
+  const r = await loaderWith(noRefreshToken, { clock, refresher, refreshMs: 120 * MIN })(ctx, undefined);
+  t.equal(refresher.calls, 1, 'without a refresh token nothing is asked');
   t.equal(r.reason, 'token_expired');
-  t.equal(on.clears, 1, 'expired token → session cleared');
+  t.equal(noRefreshToken.clears, 1, 'expired token without a refresh token → session cleared');
+
+  // A token that expired less than a second after the session was made is not refreshed again at once.
+  const instant = fakeStore(session({ createdAt: clock.t - 500, expiresOn: clock.t - 100 }));
+  const ri = await loaderWith(instant, { clock, refresher, refreshMs: 120 * MIN })(ctx, undefined);
+  t.equal(refresher.calls, 1, 'an IdP issuing already-expired tokens is not asked on every request');
+  t.equal(ri.reason, 'token_expired');
 
   const failing = fakeStore(expired);
   const rf = gatedRefresher();

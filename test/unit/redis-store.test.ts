@@ -4,7 +4,7 @@ import { parseCookieHeader } from '../../src/cookies/chunks.js';
 import { createCookieCodec } from '../../src/cookies/codec.js';
 import type { CookieOptions } from '../../src/cookies/types.js';
 import type { RedisLike } from '../../src/sessions/redis-client.js';
-import { createRedisSessionStore, selfTest } from '../../src/sessions/redis-store.js';
+import { createRedisSessionStore, MAX_INDEX_MEMBERS, selfTest } from '../../src/sessions/redis-store.js';
 import type { Session } from '../../src/sessions/session.js';
 import type { CookieContext } from '../../src/sessions/store.js';
 
@@ -65,6 +65,14 @@ function fakeRedis() {
       set.add(m);
       return had ? 0 : 1;
     },
+    async srem(k, m) {
+      guard('srem');
+      return sets.get(k)?.delete(m) ? 1 : 0;
+    },
+    async scard(k) {
+      guard('scard');
+      return sets.get(k)?.size ?? 0;
+    },
     async smembers(k) {
       guard('smembers');
       return [...(sets.get(k) ?? [])];
@@ -85,7 +93,7 @@ function fakeRedis() {
     },
     status: () => (state.down ? 'reconnecting' : 'ready'),
   };
-  return { redis, data, calls, state };
+  return { redis, data, sets, calls, state };
 }
 
 const codec = createCookieCodec([randomBytes(32).toString('base64url')], 'session');
@@ -397,3 +405,40 @@ t.test('selfTest writes, reads back and deletes a healthcheck key', async (t) =>
   const lying: RedisLike = { ...redis, getBuffer: async () => Buffer.from('other') };
   await t.rejects(selfTest(lying, NAME), { code: 'ERR_SESSION_STORE' });
 });
+
+t.test(
+  'back-channel index: sign-out removes the ticket; the set stays bounded (issue #21 item 6)',
+  async (t) => {
+    const { store, data, sets } = setup();
+    const members = () => [...sets.values()].map((s) => s.size).sort();
+    // A previous login replaced by a fresh one at the callback leaves no member behind either.
+    const first = await store.save(session({ sid: 'idp-session-1' }), empty, { fresh: true });
+    t.same(members(), [1, 1], 'one ticket under its sid and under its sub');
+    const second = await store.save(session({ sid: 'idp-session-1' }), ctxFrom(first), { fresh: true });
+    t.same(members(), [1, 1], 'the replaced ticket left both indexes');
+    await store.clear(ctxFrom(second));
+    t.same(members(), [0, 0], 'sign-out removed the ticket from both indexes');
+    t.equal(data.size, 0, 'and its session');
+
+    // Many logins of one user: sessions that are gone are dropped from the index, live ones past the bound end.
+    const cookies: string[][] = [];
+    for (let i = 0; i < MAX_INDEX_MEMBERS; i++)
+      cookies.push(await store.save(session(), empty, { fresh: true }));
+    const subIndex = [...sets.values()].find((s) => s.size === MAX_INDEX_MEMBERS);
+    t.ok(subIndex, 'the sub index holds every live ticket up to the bound');
+    for (const id of [...data.keys()].slice(0, 10)) data.delete(id); // expired in Redis
+    await store.save(session(), empty, { fresh: true });
+    t.equal(subIndex?.size, MAX_INDEX_MEMBERS - 9, 'gone tickets were pruned, the new one added');
+    for (let i = 0; i < 20; i++) await store.save(session(), empty, { fresh: true });
+    t.equal(subIndex?.size, MAX_INDEX_MEMBERS, 'never more than the bound');
+    t.equal(data.size, MAX_INDEX_MEMBERS, 'surplus live sessions were ended, not forgotten by the index');
+    t.ok(
+      [...(subIndex ?? [])].every((id) => data.has(id)),
+      'every indexed ticket is a live session',
+    );
+    // Revocation still finds every live session of the user.
+    t.equal(await store.revoke({ sub: 'u-1' }, T0), MAX_INDEX_MEMBERS);
+    t.equal(data.size, 0);
+    await store.close();
+  },
+);
