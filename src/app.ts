@@ -195,7 +195,7 @@ export async function buildServices(
     }
     store = createRedisSessionStore({
       redis,
-      codec: createCookieCodec(secrets, 'ticket'),
+      codec: createCookieCodec(secrets, 'ticket', c.cookieName),
       cookieName: c.cookieName,
       cookie,
       expireMs: c.cookieExpire,
@@ -204,7 +204,7 @@ export async function buildServices(
     });
   } else {
     store = createCookieSessionStore({
-      codec: createCookieCodec(secrets, 'session'),
+      codec: createCookieCodec(secrets, 'session', c.cookieName),
       cookieName: c.cookieName,
       cookie,
       expireMs: c.cookieExpire,
@@ -360,7 +360,7 @@ export async function buildServices(
     emailValid: emails.valid,
     groupsAllowed,
     oidc,
-    csrfCodec: createCookieCodec(secrets, 'csrf'),
+    csrfCodec: createCookieCodec(secrets, 'csrf', c.cookieName),
     cookie,
     csrfCookie,
     cookieDomain: createCookieDomainChooser(c.cookieDomains, (host) =>

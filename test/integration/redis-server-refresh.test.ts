@@ -6,7 +6,7 @@ import { requireBinary } from '../helpers/require-binary.js';
 import { Jar, startStack, TEST_COOKIE_SECRET } from '../helpers/stack.js';
 
 const NAME = '_oauth2_proxy';
-const ticketCodec = createCookieCodec([TEST_COOKIE_SECRET], 'ticket');
+const ticketCodec = createCookieCodec([TEST_COOKIE_SECRET], 'ticket', '_oauth2_proxy');
 const REFRESH_MS = 60_000;
 const CONCURRENT = 40;
 

@@ -416,7 +416,7 @@ t.test('the hot path answers synchronously only when nothing asynchronous is nee
   const { createCookieCodec } = await import('../../src/cookies/codec.js');
   const { parseCookieHeader } = await import('../../src/cookies/chunks.js');
   const store = createCookieSessionStore({
-    codec: createCookieCodec(['s'.repeat(32)], 'session'),
+    codec: createCookieCodec(['s'.repeat(32)], 'session', '_oauth2_proxy'),
     cookieName: '_oauth2_proxy',
     cookie: { path: '/', httpOnly: true, secure: true, sameSite: '' },
     expireMs: 7 * 24 * 60 * MIN,
