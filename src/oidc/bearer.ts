@@ -66,7 +66,7 @@ export function createBearerVerifier(d: {
       if (res.ok) {
         const doc = (await res.json()) as { issuer?: unknown; jwks_uri?: unknown };
         if (doc.issuer === issuer && typeof doc.jwks_uri === 'string') {
-          return { keys: remoteJwks(doc.jwks_uri, d.fetchFn), durable: true };
+          return { keys: remoteJwks(doc.jwks_uri, d.fetchFn, d.now), durable: true };
         }
       } else {
         await res.body?.cancel();
@@ -74,7 +74,7 @@ export function createBearerVerifier(d: {
     } catch {
       // Discovery is optional for extra issuers: fall through to the conventional JWKS location.
     }
-    return { keys: remoteJwks(`${base}/.well-known/jwks.json`, d.fetchFn), durable: false };
+    return { keys: remoteJwks(`${base}/.well-known/jwks.json`, d.fetchFn, d.now), durable: false };
   };
 
   const keysFor = (issuer: string): Promise<JWTVerifyGetKey> => {

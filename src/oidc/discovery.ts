@@ -44,7 +44,11 @@ const isHttp = (u: string | undefined): boolean => typeof u === 'string' && u.st
  * Fetches the discovery document (unless --skip-oidc-discovery), applies explicit endpoint flags over it and
  * builds the openid-client Configuration. Throws on any failure (the loop retries).
  */
-export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<ProviderState> {
+export async function loadProvider(
+  o: OidcOptions,
+  fetchFn: FetchFn,
+  now: () => number = Date.now,
+): Promise<ProviderState> {
   let found: ServerMetadata;
   if (o.skipDiscovery) {
     if (!o.loginUrl || !o.redeemUrl || (!o.jwksUrl && o.publicKeys.length === 0)) {
@@ -105,7 +109,7 @@ export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<Pr
     pkceMethods: meta.code_challenge_methods_supported ?? [],
     algorithms,
     // PEM keys, when given, replace the JWKS (oauth2-proxy: a static key set instead of the remote one).
-    jwks: staticKeys ? staticKeySet(o.publicKeys) : remoteJwks(meta.jwks_uri as string, fetchFn),
+    jwks: staticKeys ? staticKeySet(o.publicKeys) : remoteJwks(meta.jwks_uri as string, fetchFn, now),
   };
 }
 
