@@ -467,6 +467,25 @@ export function createRoutes(svc: Services) {
     let target = svc.chooseRedirect(c.facts, form.get('rd') ?? undefined);
     if (session?.idToken && target.includes('{id_token}'))
       target = target.split('{id_token}').join(session.idToken);
+    // The record goes first: a sign-out that cannot delete it must not look like a success, since a copy
+    // of the ticket cookie would still work once the store is back (issue #17 item 4). The browser keeps
+    // its cookie then, so that signing out again can finish the job.
+    let setCookies: string[];
+    try {
+      setCookies = await svc.store.clear(ctx);
+    } catch (err) {
+      c.state.reason = 'store_error';
+      c.state.user = session?.user;
+      svc.log.error(
+        { reqId: c.requestId(), err: err instanceof Error ? err.message : String(err) },
+        'sign-out did not complete: the session store is unavailable',
+      );
+      return errorPage(
+        c,
+        500,
+        'Sign-out did not complete: your session could not be ended. Please try again in a moment.',
+      );
+    }
     if (o.backendLogoutUrl && session && svc.backendLogout) {
       await svc.backendLogout(o.backendLogoutUrl.split('{id_token}').join(session.idToken ?? ''));
     }
@@ -479,12 +498,6 @@ export function createRoutes(svc: Services) {
         : target;
       const idp = svc.oidc.endSessionUrl({ idTokenHint: session.idToken, postLogoutRedirectUri: absolute });
       if (idp) target = idp;
-    }
-    let setCookies: string[];
-    try {
-      setCookies = await svc.store.clear(ctx);
-    } catch {
-      setCookies = clearSessionCookies(c);
     }
     c.state.user = session?.user;
     return withCookies(noCache(c.reply.code(302)), setCookies)
