@@ -82,6 +82,8 @@ export interface DevIdp {
   setTokenDelay(ms: number | 'hang'): void;
   /** GET requests served at the JWKS endpoint. */
   jwksRequests(): number;
+  /** Turns refresh-token rotation on or off from now on (see DevIdpOptions.rotateRefreshTokens). */
+  setRotateRefreshTokens(on: boolean): void;
 }
 
 const INTERACTION_PREFIX = '/interaction/';
@@ -226,6 +228,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   let keys: SigningKey[] = [await newKey()];
   const cookieKeys = [randomBytes(32).toString('base64url')];
   const adapter = sharedMemoryAdapter();
+  let rotateRefreshTokens = opts.rotateRefreshTokens ?? false;
 
   const configFor = (): Configuration => ({
     clients: opts.clients.map((c) => ({
@@ -268,7 +271,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     },
     pkce: { required: () => false },
     issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-    ...(opts.rotateRefreshTokens ? { rotateRefreshToken: () => true } : {}),
+    rotateRefreshToken: () => rotateRefreshTokens,
     ttl: {
       AccessToken: opts.accessTokenTtl ?? 3600,
       IdToken: opts.idTokenTtl ?? 3600,
@@ -486,5 +489,8 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
       if (ms !== 'hang') releaseHeld();
     },
     jwksRequests: () => jwksServed,
+    setRotateRefreshTokens(on) {
+      rotateRefreshTokens = on;
+    },
   };
 }

@@ -116,9 +116,23 @@ export function createSessionLoader(
   const RECENT_MS = 60_000;
   const RECENT_MAX = 10_000;
 
+  /** The stored session when another request or replica has refreshed it since `than` was read. */
+  async function refreshedElsewhere(key: string, than: Session): Promise<Session | undefined> {
+    const latest = await o.store.reload(key, o.now());
+    if (latest === undefined) return undefined;
+    return latest.createdAt > than.createdAt || latest.refreshToken !== than.refreshToken
+      ? latest
+      : undefined;
+  }
+
   async function doRefresh(key: string, session: Session, ctx: CookieContext): Promise<RefreshOutcome> {
     const unlock = await o.store.lock(key);
-    if (!unlock) return { ok: false, reason: 'refresh_lock_timeout', setCookies: [] };
+    if (!unlock) {
+      // The lock lives as long as the other replica's refresh: its result may just have landed.
+      const theirs = await refreshedElsewhere(key, session);
+      if (theirs) return { ok: true, session: theirs, setCookies: [] };
+      return { ok: false, reason: 'refresh_lock_timeout', setCookies: [] };
+    }
     try {
       // Another replica may have refreshed while we waited for the lock (COMPAT.md §7.6).
       const current = (await o.store.reload(key, o.now())) ?? session;
@@ -133,6 +147,13 @@ export function createSessionLoader(
         return { ok: true, session: r.session, setCookies };
       }
       if (r.fatal) {
+        // A refresh token rotated by someone else's refresh (a lost race, a lock that lapsed) is refused
+        // as invalid_grant: re-read the session before ending anything (issue #17 item 1).
+        const theirs = await refreshedElsewhere(key, current);
+        if (theirs) {
+          o.log.info({ user: current.user }, 'refresh lost a race; using the session refreshed meanwhile');
+          return { ok: true, session: theirs, setCookies: [] };
+        }
         o.log.info({ user: current.user, detail: r.detail }, 'refresh rejected by the IdP; session ended');
         return { ok: false, reason: 'refresh_failed', setCookies: await o.store.clear(ctx) };
       }

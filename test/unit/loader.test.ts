@@ -307,6 +307,43 @@ t.test('lock timeout → no session for this request (§7.6)', async (t) => {
   t.equal(refresher.calls, 0);
 });
 
+t.test(
+  'invalid_grant after a lost race: the session refreshed meanwhile is served (issue #17 item 1)',
+  async (t) => {
+    const clock = { t: T0 + 2 * MIN };
+    const store = fakeStore(session());
+    const refresher = gatedRefresher();
+    const log = quietLog();
+    const load = loaderWith(store, { clock, refresher, refreshMs: MIN, log });
+    const p = load(ctx, undefined);
+    await settle();
+    // While our grant was at the IdP, another replica refreshed and rotated the refresh token.
+    store.current = session({
+      accessToken: 'AT-theirs',
+      refreshToken: 'RT-theirs',
+      createdAt: clock.t - 500,
+    });
+    refresher.settle({ ok: false, fatal: true, detail: 'invalid_grant' });
+    const r = await p;
+    t.equal(r.session?.accessToken, 'AT-theirs', 'their refreshed session is served');
+    t.equal(store.clears, 0, 'nothing is ended');
+    t.same(r.setCookies, []);
+    t.ok(log.lines.some((l) => /lost a race/.test(l.msg)));
+  },
+);
+
+t.test('lock timeout, but the other replica finished meanwhile: its session is served', async (t) => {
+  const clock = { t: T0 + 2 * MIN };
+  const store = fakeStore(session());
+  store.lockOk = false;
+  const theirs = session({ accessToken: 'AT-theirs', createdAt: clock.t - 100 });
+  store.reload = async () => theirs;
+  const refresher = gatedRefresher();
+  const r = await loaderWith(store, { clock, refresher, refreshMs: MIN })(ctx, undefined);
+  t.equal(r.session?.accessToken, 'AT-theirs');
+  t.equal(refresher.calls, 0);
+});
+
 t.test('token expiry: checked only when refresh is on (§6.10 [Q])', async (t) => {
   const clock = { t: T0 + 90 * MIN };
   const expired = session({ expiresOn: T0 + 60 * MIN });

@@ -57,6 +57,13 @@ function fakeRedis() {
       data.delete(k);
       return true;
     },
+    async pexpireIfEquals(k, v, ms) {
+      guard('pexpireIfEquals');
+      const e = live(k);
+      if (e?.v.toString() !== v) return false;
+      e.expiresAt = state.now + ms;
+      return true;
+    },
     async sadd(k, m) {
       guard('sadd');
       const set = sets.get(k) ?? new Set<string>();
