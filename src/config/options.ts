@@ -344,6 +344,11 @@ export const OPTION_LIST = [
     gatehouseOnly: true,
     help: 'sign-out also ends the IdP session via its end_session_endpoint',
   }),
+  def('oidc_request_timeout', 'duration', z.number().positive({ error: 'must be positive' }), 5000, {
+    group: 'provider',
+    gatehouseOnly: true,
+    help: 'timeout of one request to the IdP (discovery, token, userinfo, JWKS)',
+  }),
   bool('skip_provider_button', false, {
     group: 'provider',
     help: 'start the login at once instead of the sign-in page',

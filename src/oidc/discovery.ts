@@ -28,8 +28,6 @@ export interface ProviderState {
   readonly jwks: JWTVerifyGetKey;
 }
 
-const DISCOVERY_TIMEOUT_S = 10;
-
 // RFC 8414 §2: absent token_endpoint_auth_methods_supported means client_secret_basic.
 function clientAuth(secret: string, methods: unknown): ClientAuth {
   const list = Array.isArray(methods) ? methods : [];
@@ -49,6 +47,9 @@ export async function loadProvider(
   fetchFn: FetchFn,
   now: () => number = Date.now,
 ): Promise<ProviderState> {
+  // One bound for every IdP request (--oidc-request-timeout); openid-client counts in seconds.
+  const timeoutMs = o.requestTimeoutMs ?? 5000;
+  const timeoutS = timeoutMs / 1000;
   let found: ServerMetadata;
   if (o.skipDiscovery) {
     if (!o.loginUrl || !o.redeemUrl || (!o.jwksUrl && o.publicKeys.length === 0)) {
@@ -64,7 +65,7 @@ export async function loadProvider(
       : o.issuerUrl;
     const discovered = await discovery(new URL(target), o.clientId, o.clientSecret, undefined, {
       [customFetch]: fetchFn,
-      timeout: DISCOVERY_TIMEOUT_S,
+      timeout: timeoutS,
       ...(isHttp(target) ? { execute: [allowInsecureRequests] } : {}),
     });
     // openid-client has already checked that the discovered issuer equals the configured one.
@@ -95,7 +96,7 @@ export async function loadProvider(
     clientAuth(o.clientSecret, meta.token_endpoint_auth_methods_supported),
   );
   config[customFetch] = fetchFn;
-  config.timeout = DISCOVERY_TIMEOUT_S;
+  config.timeout = timeoutS;
   const endpoints = [meta.issuer, meta.authorization_endpoint, meta.token_endpoint, meta.userinfo_endpoint];
   if (endpoints.some(isHttp) || isHttp(meta.jwks_uri) || isHttp(meta.end_session_endpoint)) {
     allowInsecureRequests(config);
@@ -109,7 +110,9 @@ export async function loadProvider(
     pkceMethods: meta.code_challenge_methods_supported ?? [],
     algorithms,
     // PEM keys, when given, replace the JWKS (oauth2-proxy: a static key set instead of the remote one).
-    jwks: staticKeys ? staticKeySet(o.publicKeys) : remoteJwks(meta.jwks_uri as string, fetchFn, now),
+    jwks: staticKeys
+      ? staticKeySet(o.publicKeys)
+      : remoteJwks(meta.jwks_uri as string, fetchFn, now, timeoutMs),
   };
 }
 

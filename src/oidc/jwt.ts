@@ -70,7 +70,12 @@ export const TRANSIENT_JWKS_CODES: ReadonlySet<string> = new Set([
  * unknown afterwards is refused without a fetch for `UNKNOWN_KID_MEMORY_MS`.
  * A key is chosen by the header's alg and kid and must suit the alg (jose's local key set).
  */
-export function remoteJwks(url: string, fetchFn: FetchFn, now: () => number = Date.now): JWTVerifyGetKey {
+export function remoteJwks(
+  url: string,
+  fetchFn: FetchFn,
+  now: () => number = Date.now,
+  timeoutMs: number = JWKS_TIMEOUT_MS,
+): JWTVerifyGetKey {
   let local: JWTVerifyGetKey | undefined;
   let fetchedAt = Number.NEGATIVE_INFINITY;
   let lastUnknownRefetch = Number.NEGATIVE_INFINITY;
@@ -83,7 +88,7 @@ export function remoteJwks(url: string, fetchFn: FetchFn, now: () => number = Da
       res = await fetchFn(url, {
         headers: { accept: 'application/json, application/jwk-set+json' },
         redirect: 'manual',
-        signal: AbortSignal.timeout(JWKS_TIMEOUT_MS),
+        signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (e) {
       const timedOut = (e as { name?: unknown }).name === 'TimeoutError';

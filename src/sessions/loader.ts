@@ -1,4 +1,5 @@
 // Loads the request's session: bearer JWT, then the session store, then refresh when due (COMPAT.md §6.9, §6.10, §7.4–7.6).
+import { createRefreshBackoff, type RefreshBackoffOptions } from './refresh-backoff.js';
 import type { Session } from './session.js';
 import type { CookieContext, SessionStore } from './store.js';
 
@@ -50,6 +51,8 @@ export interface LoaderOptions {
   readonly refreshMs: number;
   readonly now: () => number;
   readonly log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
+  /** Retry timing after transient refresh failures (defaults: 5 s doubling to 5 min; circuit 5 → 30 s). */
+  readonly backoff?: RefreshBackoffOptions;
 }
 
 /** True when the session's ID token carries an `exp` in the past (an unreadable token counts as expired). */
@@ -115,6 +118,10 @@ export function createSessionLoader(
   const recent = new Map<string, { until: number; outcome: RefreshOutcome }>();
   const RECENT_MS = 60_000;
   const RECENT_MAX = 10_000;
+  const backoff = createRefreshBackoff(o.backoff);
+  // Sessions whose end for token expiry was logged, so a cookie sent again (other tabs, retries) is not
+  // logged again (issue #17 item 7).
+  const expiredLogged = new Set<string>();
 
   /** The stored session when another request or replica has refreshed it since `than` was read. */
   async function refreshedElsewhere(key: string, than: Session): Promise<Session | undefined> {
@@ -141,6 +148,9 @@ export function createSessionLoader(
       }
       if (!current.refreshToken || !o.refresher) return { ok: 'kept', session: current };
       const r = await o.refresher.refresh(current);
+      if (r.ok || r.fatal) {
+        if (backoff.answered(key).circuitClosed) o.log.info({}, 'IdP answers again; refresh circuit closed');
+      }
       if (r.ok) {
         const setCookies = await o.store.save(r.session, ctx, { fresh: false });
         o.log.info({ user: r.session.user }, 'session refreshed');
@@ -157,7 +167,14 @@ export function createSessionLoader(
         o.log.info({ user: current.user, detail: r.detail }, 'refresh rejected by the IdP; session ended');
         return { ok: false, reason: 'refresh_failed', setCookies: await o.store.clear(ctx) };
       }
-      o.log.warn({ user: current.user, detail: r.detail }, 'refresh failed transiently; keeping the session');
+      // Logged once per backoff window: until then checks answer from the still-valid session without
+      // asking the IdP (issue #17 item 3).
+      const f = backoff.failed(key, o.now());
+      o.log.warn(
+        { user: current.user, detail: r.detail, retryInMs: f.retryInMs },
+        'refresh failed transiently; keeping the session',
+      );
+      if (f.circuitOpened) o.log.warn({ detail: r.detail }, 'IdP failing; refresh circuit open');
       return { ok: 'kept', session: current };
     } finally {
       await unlock();
@@ -237,6 +254,19 @@ export function createSessionLoader(
     };
   };
 
+  /** Ends a session whose tokens expired unrefreshed (COMPAT.md §6.10), logging that once per session. */
+  async function expired(key: string, s: Session, detail: string, ctx: CookieContext): Promise<Loaded> {
+    if (!expiredLogged.has(key)) {
+      if (expiredLogged.size >= RECENT_MAX) expiredLogged.clear();
+      expiredLogged.add(key);
+      o.log.info(
+        { user: s.user, reason: 'token_expired', detail },
+        'session ended: its tokens expired unrefreshed',
+      );
+    }
+    return none('token_expired', await o.store.clear(ctx));
+  }
+
   async function loadAsync(ctx: CookieContext, authorization: string | undefined): Promise<Loaded> {
     if (o.skipJwtBearerTokens && authorization !== undefined && o.bearer) {
       const token = bearerTokenFrom(authorization);
@@ -251,18 +281,22 @@ export function createSessionLoader(
     let session = r.session;
     let setCookies: readonly string[] = [];
     if (o.refreshMs > 0 && o.now() - session.createdAt > o.refreshMs) {
-      const out = await refreshOnce(r.key, session, ctx);
+      // A session backing off after a transient failure (or any, while the IdP circuit is open) is not
+      // sent to the IdP: it is served as it is while it is still valid.
+      const out = backoff.mayTry(r.key, o.now())
+        ? await refreshOnce(r.key, session, ctx)
+        : ({ ok: 'kept', session } as const);
       if (out.ok === false) return none(out.reason, out.setCookies);
       session = out.session;
       if (out.ok === true) setCookies = out.setCookies;
       // A due session that was not refreshed is re-validated through its ID token (COMPAT.md §6.10). The
       // token's signature was verified at login and it has been inside our authenticated seal since, so
       // what can have changed is its expiry.
-      else if (idTokenExpired(session, o.now())) return none('token_expired', await o.store.clear(ctx));
+      else if (idTokenExpired(session, o.now())) return expired(r.key, session, 'id_token_expired', ctx);
     }
     // Token expiry is only enforced when refresh is on (COMPAT.md §6.10 [Q]).
     if (o.refreshMs > 0 && session.expiresOn !== undefined && session.expiresOn < o.now()) {
-      return none('token_expired', await o.store.clear(ctx));
+      return expired(r.key, session, 'access_token_expired', ctx);
     }
     return { session, key: r.key, bearer: false, reason: undefined, setCookies, forbid: false };
   }

@@ -1,4 +1,5 @@
-// Sessions and logins across IdP faults, with the real dev IdP: signing-key rotation (issue #17 item 2).
+// Sessions and logins across IdP faults, with the real dev IdP: signing-key rotation (issue #17 item 2) and a
+// hung token endpoint (item 3).
 // gatehouse's clock is injected (offset from the real one); the IdP runs on real time.
 import type { IncomingHttpHeaders } from 'node:http';
 import { generateKeyPair, SignJWT } from 'jose';
@@ -110,3 +111,83 @@ t.test('forged kids cost at most one JWKS fetch per interval (issue #17 item 2)'
   const ok = await raw(s.port, { path: '/oauth2/auth', headers: { authorization: `Bearer ${good}` } });
   t.equal(ok.status, 202);
 });
+
+t.test(
+  'a hung token endpoint: one wait per session, then answers from the session; a circuit per IdP (issue #17 item 3)',
+  async (t) => {
+    const hungClock = offsetClock();
+    const cap = captureLog();
+    const users = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'];
+    const h = await startStack({
+      args: ['--cookie-refresh=1m', '--cookie-expire=30m', '--oidc-request-timeout=2s'],
+      idp: {
+        accounts: users.map((id) => ({ id, email: `${id}@example.com`, email_verified: true, groups: [] })),
+      },
+      now: hungClock.now,
+      log: cap.log,
+    });
+    t.teardown(() => h.close());
+    const jars = new Map<string, Jar>();
+    for (const u of users) {
+      const { jar, callback } = await h.login(u);
+      t.equal(callback.status, 302);
+      jars.set(u, jar);
+    }
+    const timed = async (who: string) => {
+      const start = performance.now();
+      const r = await raw(h.port, {
+        path: '/oauth2/auth',
+        headers: { cookie: jars.get(who)?.header() ?? '' },
+      });
+      return { status: r.status, ms: performance.now() - start, setCookies: sessionSetCookies(r.headers) };
+    };
+    const warnings = (msg: string) =>
+      cap.lines.filter((l) => (JSON.parse(l) as { msg?: string }).msg === msg);
+
+    h.idp.setTokenDelay('hang');
+    hungClock.offset += 2 * MIN; // every session is due
+
+    // The first due check of u1 waits for --oidc-request-timeout, then answers from the still-valid session.
+    const first = await timed('u1');
+    t.equal(first.status, 202, 'first due check: 202 after the IdP timeout');
+    t.ok(first.ms >= 1500, `it waited for the timeout (${Math.round(first.ms)} ms)`);
+    // Before: every later check waited the full IdP timeout again, one after another, with a warning each.
+    const later = [];
+    for (let i = 0; i < 10; i++) later.push(await timed('u1'));
+    t.same(
+      later.map((l) => l.status),
+      Array(10).fill(202),
+      'later checks: 202',
+    );
+    const slowest = Math.max(...later.map((l) => l.ms));
+    t.ok(slowest < 1000, `later checks answer at once from the session (slowest ${Math.round(slowest)} ms)`);
+    t.equal(
+      warnings('refresh failed transiently; keeping the session').length,
+      1,
+      'one warning for the window',
+    );
+
+    // Four more sessions fail (five in a row): the circuit opens, and a sixth due session is not sent to
+    // the hung IdP at all.
+    const four = await Promise.all(['u2', 'u3', 'u4', 'u5'].map(timed));
+    t.same(
+      four.map((f) => f.status),
+      [202, 202, 202, 202],
+    );
+    t.equal(warnings('IdP failing; refresh circuit open').length, 1, 'the circuit opened once');
+    const sixth = await timed('u6');
+    t.equal(sixth.status, 202);
+    t.ok(sixth.ms < 1000, `with the circuit open a due session answers at once (${Math.round(sixth.ms)} ms)`);
+    t.equal(warnings('refresh failed transiently; keeping the session').length, 5, 'no warning for u6');
+
+    // The IdP recovers; after the circuit's open window one probe goes through and closes it.
+    h.idp.setTokenDelay(0);
+    hungClock.offset += 31_000;
+    const probe = await timed('u6');
+    t.equal(probe.status, 202);
+    t.equal(probe.setCookies.length, 1, 'the probe refreshed the session: new cookie');
+    t.equal(warnings('IdP answers again; refresh circuit closed').length, 1);
+    const back = await timed('u1');
+    t.equal(back.setCookies.length, 1, 'u1 (its backoff over) refreshes again too');
+  },
+);

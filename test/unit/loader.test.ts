@@ -263,9 +263,13 @@ t.test('fatal refresh error ends the session; transient keeps it and retries lat
   t.equal(store.clears, 0);
   t.ok(log.lines.some((l) => l.level === 'warn'));
 
+  const backingOff = await load(ctx, undefined);
+  t.equal(backingOff.session?.accessToken, 'AT0', 'within the backoff the session is served as it is');
+  t.equal(refresher.calls, 1, 'without asking the IdP again');
+  clock.t += 5_000;
   const second = load(ctx, undefined);
   await settle();
-  t.equal(refresher.calls, 2, 'a transient failure is not cached: the next request retries');
+  t.equal(refresher.calls, 2, 'after the backoff the next request retries');
   refresher.settle({ ok: false, fatal: true, detail: 'invalid_grant' });
   const ended = await second;
   t.equal(ended.session, undefined, 'fatal: no session');
@@ -495,3 +499,31 @@ t.test('the hot path answers synchronously only when nothing asynchronous is nee
   t.ok(make(0, true)(ctx, 'Bearer x') instanceof Promise, 'an Authorization header to verify: asynchronous');
   t.notOk(make(0, true)(ctx, undefined) instanceof Promise, 'bearer mode without a header: synchronous');
 });
+
+t.test(
+  'refresh backoff: per session doubling, a circuit that opens, half-opens for one probe, closes (issue #17 item 3)',
+  async (t) => {
+    const { createRefreshBackoff } = await import('../../src/sessions/refresh-backoff.js');
+    const b = createRefreshBackoff({ initialMs: 100, maxMs: 400, circuitThreshold: 3, circuitOpenMs: 1000 });
+    t.ok(b.mayTry('a', 0));
+    t.equal(b.failed('a', 0).retryInMs, 100);
+    t.notOk(b.mayTry('a', 50), 'backing off');
+    t.ok(b.mayTry('b', 50), 'another session is not');
+    t.equal(b.failed('a', 100).retryInMs, 200, 'doubles');
+    const third = b.failed('b', 100);
+    t.ok(third.circuitOpened, 'three in a row open the circuit');
+    t.notOk(b.mayTry('c', 500), 'open: nobody asks the IdP');
+    t.ok(b.mayTry('c', 1100), 'half-open: one probe');
+    t.notOk(b.mayTry('d', 1100), 'only one');
+    t.notOk(b.failed('c', 1200).circuitOpened, 'a failed probe re-opens quietly, for longer');
+    t.notOk(b.mayTry('d', 2300));
+    t.ok(b.mayTry('d', 3300), 'next probe after the doubled window');
+    t.ok(b.answered('d').circuitClosed, 'an answer closes it');
+    t.ok(b.mayTry('e', 3300));
+    t.notOk(b.mayTry('a', 250), 'a session keeps its own backoff');
+    t.equal(b.failed('a', 400).retryInMs, 400);
+    t.equal(b.failed('a', 900).retryInMs, 400, 'capped');
+    t.notOk(b.answered('a').circuitClosed);
+    t.ok(b.mayTry('a', 901), 'an answer forgets the session');
+  },
+);
