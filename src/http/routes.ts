@@ -33,6 +33,11 @@ interface CsrfPayload {
 }
 
 /** Creates every route handler over the services; all option lookups happen here, once. */
+/** Bytes of clearing CSRF Set-Cookie lines one /oauth2/start answer may carry (see startLogin). */
+const CSRF_CLEARING_BUDGET_BYTES = 1536;
+/** `Set-Cookie: ` and the line's CRLF. */
+const CRLF_HEADER_OVERHEAD = 14;
+
 export function createRoutes(svc: Services) {
   const o = svc.opts;
   const prefix = o.proxyPrefix;
@@ -302,14 +307,21 @@ export function createRoutes(svc: Services) {
         existing.push({ name: k, at: opened.ok ? opened.issuedAt : 0 });
       }
       existing.sort((a, b) => a.at - b.at);
-      const excess = existing.length - (o.csrfPerRequestLimit - 1);
+      // Clearing is bounded (issue #17 item 7): at most the limit's worth per answer, and no more bytes
+      // than leave room in a proxy's smallest default header buffer (nginx: 4 KiB). A browser flooded
+      // with forged CSRF cookies is cleaned up over a few starts instead of in one oversized answer.
+      const excess = Math.min(existing.length - (o.csrfPerRequestLimit - 1), o.csrfPerRequestLimit);
       if (excess > 0) {
-        setCookies.push(
-          ...clearingSetCookies(
-            existing.slice(0, excess).map((e) => e.name),
-            csrfCookieOptions(c, 0),
-          ),
+        const clearing = clearingSetCookies(
+          existing.slice(0, excess).map((e) => e.name),
+          csrfCookieOptions(c, 0),
         );
+        let bytes = 0;
+        for (const line of clearing) {
+          bytes += line.length + CRLF_HEADER_OVERHEAD;
+          if (bytes > CSRF_CLEARING_BUDGET_BYTES) break;
+          setCookies.push(line);
+        }
       }
     }
     setCookies.push(
