@@ -1,4 +1,5 @@
 // JWT signature and claim verification against remote JWKS with jose (COMPAT.md §6.8, §6.9).
+import { createHash } from 'node:crypto';
 import {
   createLocalJWKSet,
   errors,
@@ -121,7 +122,9 @@ export function remoteJwks(
       return await (local as JWTVerifyGetKey)(header, token);
     } catch (e) {
       if (!(e instanceof errors.JWKSNoMatchingKey)) throw e;
-      const kid = typeof header.kid === 'string' ? header.kid : '';
+      // The kid comes from the token (hostile input): a long one is remembered by its hash.
+      const rawKid = typeof header.kid === 'string' ? header.kid : '';
+      const kid = rawKid.length <= 128 ? rawKid : createHash('sha256').update(rawKid).digest('base64url');
       const t = now();
       const missed = unknownKids.get(kid);
       if (missed !== undefined && t - missed < UNKNOWN_KID_MEMORY_MS) throw e;
