@@ -187,6 +187,9 @@ export function createSessionLoader(
     if (hit && hit.until > now) return Promise.resolve(hit.outcome);
     let p = inflight.get(key);
     if (!p) {
+      // A session backing off after a transient failure (or any, while the IdP circuit is open) is not
+      // sent to the IdP: it is served as it is while it is still valid (issue #17 item 3).
+      if (!backoff.mayTry(key, now)) return Promise.resolve({ ok: 'kept', session });
       p = doRefresh(key, session, ctx).finally(() => inflight.delete(key));
       inflight.set(key, p);
       p.then(
@@ -281,11 +284,7 @@ export function createSessionLoader(
     let session = r.session;
     let setCookies: readonly string[] = [];
     if (o.refreshMs > 0 && o.now() - session.createdAt > o.refreshMs) {
-      // A session backing off after a transient failure (or any, while the IdP circuit is open) is not
-      // sent to the IdP: it is served as it is while it is still valid.
-      const out = backoff.mayTry(r.key, o.now())
-        ? await refreshOnce(r.key, session, ctx)
-        : ({ ok: 'kept', session } as const);
+      const out = await refreshOnce(r.key, session, ctx);
       if (out.ok === false) return none(out.reason, out.setCookies);
       session = out.session;
       if (out.ok === true) setCookies = out.setCookies;

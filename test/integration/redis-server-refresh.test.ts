@@ -151,6 +151,8 @@ if (!requireBinary('redis-server')) {
         '--cookie-refresh=2s',
         '--set-xauthrequest',
         '--pass-access-token',
+        // The 6 s round is a slow IdP, not a hung one: above the 5 s default request timeout (item 3).
+        '--oidc-request-timeout=10s',
       ];
       const a = await startStack({ args, now });
       t.teardown(() => a.close());
