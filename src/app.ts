@@ -195,16 +195,19 @@ export async function buildServices(
     }
     store = createRedisSessionStore({
       redis,
-      codec: createCookieCodec(secrets, 'ticket'),
+      codec: createCookieCodec(secrets, 'ticket', c.cookieName),
       cookieName: c.cookieName,
       cookie,
       expireMs: c.cookieExpire,
+      // A refresh is a token grant, maybe a userinfo and a JWKS request, each bounded by the IdP timeout:
+      // replicas wait that long for the lock holder's result (issue #17 item 1).
+      lockWaitMs: 3 * c.oidcRequestTimeout + 5_000,
       cacheSize: c.redisSessionCache ? c.sessionCacheSize : 0,
       indexKeys: secrets.map((s) => Buffer.from(hkdfSync('sha256', s, 'gatehouse/v1', 'redis-index', 32))),
     });
   } else {
     store = createCookieSessionStore({
-      codec: createCookieCodec(secrets, 'session'),
+      codec: createCookieCodec(secrets, 'session', c.cookieName),
       cookieName: c.cookieName,
       cookie,
       expireMs: c.cookieExpire,
@@ -216,6 +219,7 @@ export async function buildServices(
   const oidc = createOidcClient(
     {
       issuerUrl: c.oidcIssuerUrl,
+      requestTimeoutMs: c.oidcRequestTimeout,
       clientId: c.clientId,
       clientSecret: c.clientSecret,
       skipDiscovery: c.skipOidcDiscovery,
@@ -361,7 +365,7 @@ export async function buildServices(
     emailValid: emails.valid,
     groupsAllowed,
     oidc,
-    csrfCodec: createCookieCodec(secrets, 'csrf'),
+    csrfCodec: createCookieCodec(secrets, 'csrf', c.cookieName),
     cookie,
     csrfCookie,
     cookieDomain: createCookieDomainChooser(c.cookieDomains, (host) =>

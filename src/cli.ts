@@ -76,10 +76,13 @@ async function main(): Promise<number | undefined> {
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
-    log.info({ signal }, 'shutting down: finishing in-flight requests');
-    // A stuck connection must not keep the process alive forever.
-    setTimeout(() => process.exit(1), 10_000).unref();
-    running.close().then(
+    log.info(
+      { signal, delayMs: config.shutdownDelay, timeoutMs: config.shutdownTimeout },
+      'shutting down: draining, then finishing in-flight requests',
+    );
+    // A stuck connection or store must not keep the process alive forever.
+    setTimeout(() => process.exit(1), config.shutdownDelay + config.shutdownTimeout + 5_000).unref();
+    running.shutdown({ delayMs: config.shutdownDelay, timeoutMs: config.shutdownTimeout }).then(
       () => process.exit(0),
       () => process.exit(1),
     );

@@ -1,5 +1,6 @@
 // Starts gatehouse's listeners for a loaded config and stops them gracefully.
 import type { AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { type App, buildApp } from './app.js';
 import { parseListenAddress } from './config/listen.js';
@@ -13,6 +14,13 @@ export interface Running {
   readonly metricsUrl: string | undefined;
   /** Stops accepting, finishes in-flight requests, then releases the stores. */
   close(): Promise<void>;
+  /**
+   * Graceful drain (the Kubernetes way): /ready turns 503 at once and answers carry `Connection: close`
+   * while requests keep being served for `delayMs` (endpoints controllers and proxies take that long to
+   * stop sending here); then the listener closes and in-flight requests get `timeoutMs` to finish before
+   * their connections are cut.
+   */
+  shutdown(o: { readonly delayMs: number; readonly timeoutMs: number }): Promise<void>;
 }
 
 async function listen(app: App['server'], address: string): Promise<{ url: string; port: number }> {
@@ -41,15 +49,27 @@ export async function serve(
   const metrics =
     app.metrics && config.metricsAddress ? await listen(app.metrics, config.metricsAddress) : undefined;
   app.log.info({ address: main.url, metrics: metrics?.url }, 'gatehouse listening');
+  const close = async () => {
+    await app.server.close();
+    if (app.metrics) await app.metrics.close();
+    await app.close();
+  };
   return {
     app,
     url: main.url,
     port: main.port,
     metricsUrl: metrics?.url,
-    async close() {
-      await app.server.close();
-      if (app.metrics) await app.metrics.close();
-      await app.close();
+    close,
+    async shutdown({ delayMs, timeoutMs }) {
+      app.server.beginDrain();
+      if (delayMs > 0) await delay(delayMs);
+      const cut = setTimeout(() => app.server.server.closeAllConnections(), timeoutMs);
+      cut.unref();
+      try {
+        await close();
+      } finally {
+        clearTimeout(cut);
+      }
     },
   };
 }

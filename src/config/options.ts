@@ -225,6 +225,16 @@ export const OPTION_LIST = [
   }),
   str('banner', '', { group: 'server', help: 'sign-in page banner ("-" hides it)' }),
   str('footer', '', { group: 'server', help: 'sign-in page footer ("-" hides it)' }),
+  dur('shutdown_delay', 5000, {
+    group: 'server',
+    gatehouseOnly: true,
+    help: 'after SIGTERM keep answering this long (/ready 503, Connection: close) before closing the listener; 0 closes at once',
+  }),
+  dur('shutdown_timeout', 10_000, {
+    group: 'server',
+    gatehouseOnly: true,
+    help: 'after the listener closed, how long in-flight requests may take before their connections are cut',
+  }),
   bool('pass_host_header', true, { ...AW, group: 'server', help: 'proxy-only' }),
   bool('proxy_websockets', true, { ...AW, group: 'server', help: 'proxy-only' }),
   dur('flush_interval', 1000, { ...AW, group: 'server', help: 'proxy-only' }),
@@ -353,6 +363,11 @@ export const OPTION_LIST = [
     group: 'provider',
     gatehouseOnly: true,
     help: 'sign-out also ends the IdP session via its end_session_endpoint',
+  }),
+  def('oidc_request_timeout', 'duration', z.number().positive({ error: 'must be positive' }), 5000, {
+    group: 'provider',
+    gatehouseOnly: true,
+    help: 'timeout of one request to the IdP (discovery, token, userinfo, JWKS)',
   }),
   bool('skip_provider_button', false, {
     group: 'provider',

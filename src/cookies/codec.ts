@@ -81,14 +81,21 @@ export function secretKeyBytes(secret: string): Buffer {
 }
 
 /**
- * Creates the codec for one cookie purpose (COMPAT.md §0.7, §3.2). `secrets[0]` seals; every secret
- * of the ring opens (rotation), and `keyIndex` tells which one did. Each secret's key bytes (§3.2.2)
- * must be 16, 24 or 32 long; the AES-256-GCM key is HKDF-SHA256(key bytes, 'gatehouse/v1', purpose).
+ * Creates the codec for one cookie purpose and cookie name (COMPAT.md §0.7, §3.2). `secrets[0]`
+ * seals; every secret of the ring opens (rotation), and `keyIndex` tells which one did. Each secret's
+ * key bytes (§3.2.2) must be 16, 24 or 32 long; the AES-256-GCM key is
+ * HKDF-SHA256(key bytes, 'gatehouse/v1', purpose).
  * Sealed form: `v1.` + base64url(issuedAt f64 BE ‖ nonce 12 ‖ tag 16 ‖ ciphertext); the additional
- * data binds the version, the purpose and issuedAt.
+ * data binds the version, the purpose, the cookie name and issuedAt, so a value sealed for
+ * `--cookie-name=a` does not open under `--cookie-name=b` with the same secret (oauth2-proxy's
+ * signature covers the name too, §3.4.1). `cookieName` is the base name (no `_N` chunk suffix).
  * @throws GatehouseError ERR_COOKIE_SECRET_LENGTH for an empty ring or a key of another length.
  */
-export function createCookieCodec(secrets: readonly string[], purpose: string): CookieCodec {
+export function createCookieCodec(
+  secrets: readonly string[],
+  purpose: string,
+  cookieName: string,
+): CookieCodec {
   if (secrets.length === 0) {
     throw new GatehouseError('ERR_COOKIE_SECRET_LENGTH', 'cookie_secret must be set');
   }
@@ -105,8 +112,9 @@ export function createCookieCodec(secrets: readonly string[], purpose: string): 
   const sealKey = keys[0]!;
   const table = base64UrlTable();
   // The purpose is already in the HKDF info; repeating it in the AAD keeps the binding explicit
-  // should key derivation ever change.
-  const aadPrefix = Buffer.from(`${VERSION_PREFIX}${purpose}\0`, 'utf8');
+  // should key derivation ever change. NUL cannot occur in a cookie name, so the fields cannot run
+  // into each other.
+  const aadPrefix = Buffer.from(`${VERSION_PREFIX}${purpose}\0${cookieName}\0`, 'utf8');
   const aadFor = (issuedAtBytes: Buffer): Buffer => {
     const aad = Buffer.allocUnsafe(aadPrefix.length + ISSUED_AT_BYTES);
     aadPrefix.copy(aad, 0);

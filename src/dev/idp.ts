@@ -3,7 +3,13 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
-import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, {
+  type Adapter,
+  type AdapterFactory,
+  type AdapterPayload,
+  type Configuration,
+  type KoaContextWithOIDC,
+} from 'oidc-provider';
 
 export interface DevIdpClient {
   client_id: string;
@@ -39,6 +45,8 @@ export interface DevIdpOptions {
    * as strictly conforming providers do. Default false: they are in the ID token too.
    */
   conformIdTokenClaims?: boolean;
+  /** true: every refresh_token grant returns a new refresh token and consumes the old one. */
+  rotateRefreshTokens?: boolean;
 }
 
 export interface DevIdp {
@@ -60,9 +68,74 @@ export interface DevIdp {
   signToken(claims: Record<string, unknown>, opts?: { expiresIn?: number; kid?: string }): Promise<string>;
   /** Destroys every grant the account holds, so its refresh tokens stop working. */
   revokeAllGrants(accountId: string): Promise<void>;
+  /**
+   * Rotates the signing key: a new key signs from now on and is published first in the JWKS; the old
+   * one stays published unless `dropOld`. Grants, sessions and refresh tokens survive. Returns the new kid.
+   */
+  rotateSigningKey(o?: { dropOld?: boolean }): Promise<string>;
+  /** The kid that signs now. */
+  currentKid(): string;
+  /**
+   * Delays every token endpoint request by `ms` before the provider sees it; `'hang'` holds them until
+   * the delay is changed again (then they proceed) or the IdP closes. 0 restores normal service.
+   */
+  setTokenDelay(ms: number | 'hang'): void;
+  /** GET requests served at the JWKS endpoint. */
+  jwksRequests(): number;
+  /** Turns refresh-token rotation on or off from now on (see DevIdpOptions.rotateRefreshTokens). */
+  setRotateRefreshTokens(on: boolean): void;
 }
 
 const INTERACTION_PREFIX = '/interaction/';
+
+/**
+ * oidc-provider's documented Adapter interface over one in-memory map. The built-in memory adapter keeps
+ * one store per Provider instance; this one is shared by every instance built over it, so grants and
+ * tokens survive a rebuild (a signing-key rotation).
+ */
+function sharedMemoryAdapter(): AdapterFactory {
+  const store = new Map<string, { payload: AdapterPayload; expiresAt: number }>();
+  const refs = new Map<string, string>();
+  const byGrant = new Map<string, Set<string>>();
+  const get = (key: string | undefined): AdapterPayload | undefined => {
+    const e = key === undefined ? undefined : store.get(key);
+    if (e === undefined || key === undefined) return undefined;
+    if (e.expiresAt <= Date.now()) {
+      store.delete(key);
+      return undefined;
+    }
+    return e.payload;
+  };
+  return (model: string): Adapter => {
+    const key = (id: string) => `${model}:${id}`;
+    return {
+      async upsert(id, payload, expiresIn) {
+        store.set(key(id), { payload, expiresAt: Date.now() + (expiresIn ?? 3600) * 1000 });
+        if (payload.grantId) {
+          const keys = byGrant.get(payload.grantId) ?? new Set<string>();
+          keys.add(key(id));
+          byGrant.set(payload.grantId, keys);
+        }
+        if (payload.uid) refs.set(`uid:${model}:${payload.uid}`, key(id));
+        if (payload.userCode) refs.set(`userCode:${model}:${payload.userCode}`, key(id));
+      },
+      find: async (id) => get(key(id)),
+      findByUid: async (uid) => get(refs.get(`uid:${model}:${uid}`)),
+      findByUserCode: async (code) => get(refs.get(`userCode:${model}:${code}`)),
+      async consume(id) {
+        const p = get(key(id));
+        if (p) p.consumed = Math.floor(Date.now() / 1000);
+      },
+      async destroy(id) {
+        store.delete(key(id));
+      },
+      async revokeByGrantId(grantId) {
+        for (const k of byGrant.get(grantId) ?? []) store.delete(k);
+        byGrant.delete(grantId);
+      },
+    };
+  };
+}
 const MAX_FORM_BYTES = 8192;
 
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -135,12 +208,29 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   const port = (server.address() as AddressInfo).port;
   const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
-  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
-  const kid = randomBytes(8).toString('hex');
-  const privateJwk: JWK = { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
-  const publicJwk: JWK = { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' };
+  interface SigningKey {
+    readonly kid: string;
+    readonly privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+    readonly privateJwk: JWK;
+    readonly publicJwk: JWK;
+  }
+  const newKey = async (): Promise<SigningKey> => {
+    const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+    const kid = randomBytes(8).toString('hex');
+    return {
+      kid,
+      privateKey,
+      privateJwk: { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' },
+      publicJwk: { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' },
+    };
+  };
+  // Newest first: oidc-provider signs with the first key that suits the algorithm.
+  let keys: SigningKey[] = [await newKey()];
+  const cookieKeys = [randomBytes(32).toString('base64url')];
+  const adapter = sharedMemoryAdapter();
+  let rotateRefreshTokens = opts.rotateRefreshTokens ?? false;
 
-  const config: Configuration = {
+  const configFor = (): Configuration => ({
     clients: opts.clients.map((c) => ({
       client_id: c.client_id,
       client_secret: c.client_secret,
@@ -153,8 +243,9 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
         ? { backchannel_logout_uri: c.backchannel_logout_uri, backchannel_logout_session_required: true }
         : {}),
     })),
-    jwks: { keys: [privateJwk] },
-    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    jwks: { keys: keys.map((k) => k.privateJwk) },
+    cookies: { keys: cookieKeys },
+    adapter,
     conformIdTokenClaims: opts.conformIdTokenClaims ?? false,
     scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
     claims: {
@@ -180,6 +271,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     },
     pkce: { required: () => false },
     issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: () => rotateRefreshTokens,
     ttl: {
       AccessToken: opts.accessTokenTtl ?? 3600,
       IdToken: opts.idTokenTtl ?? 3600,
@@ -216,17 +308,33 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
         String(out.error_description ?? ''),
       )}</p></body></html>`;
     },
-  };
+  });
 
-  const provider = new Provider(issuer, config);
   const countGrant = (ctx: KoaContextWithOIDC): void => {
     const params = ctx.oidc?.params as Record<string, unknown> | undefined;
     const gt = typeof params?.grant_type === 'string' ? params.grant_type : 'unknown';
     counters.set(gt, (counters.get(gt) ?? 0) + 1);
   };
-  provider.on('grant.success', countGrant);
-  provider.on('grant.error', (ctx) => countGrant(ctx));
-  provider.on('server_error', () => {});
+  // A provider's keystore is fixed when it is built, so a key rotation builds a new one. Grants, sessions
+  // and tokens live in oidc-provider's process-wide memory adapter and are shared by both.
+  const buildProvider = (): Provider => {
+    const p = new Provider(issuer, configFor());
+    p.on('grant.success', countGrant);
+    p.on('grant.error', (ctx) => countGrant(ctx));
+    p.on('server_error', () => {});
+    return p;
+  };
+  let provider = buildProvider();
+  let providerCallback = provider.callback();
+
+  let tokenDelay: number | 'hang' = 0;
+  let held: (() => void)[] = [];
+  const releaseHeld = (): void => {
+    const h = held;
+    held = [];
+    for (const go of h) go();
+  };
+  let jwksServed = 0;
 
   const finish = async (req: IncomingMessage, res: ServerResponse, accountId: string): Promise<void> => {
     const details = await provider.interactionDetails(req, res);
@@ -277,9 +385,15 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     return finish(req, res, account.id);
   };
 
-  const providerCallback = provider.callback();
   handler = (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (path === '/jwks' && req.method === 'GET') jwksServed++;
+    if (path === '/token' && tokenDelay !== 0) {
+      const go = () => providerCallback(req, res);
+      if (tokenDelay === 'hang') held.push(go);
+      else setTimeout(go, tokenDelay);
+      return;
+    }
     if (path.startsWith(INTERACTION_PREFIX)) {
       const uid = path.slice(INTERACTION_PREFIX.length);
       interaction(req, res, uid).catch((e: unknown) => {
@@ -327,7 +441,10 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   ): Promise<string> => {
     const now = Math.floor(Date.now() / 1000);
     const payload = { iss: issuer, iat: now, exp: now + (o.expiresIn ?? 300), ...claims };
-    return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: o.kid ?? kid }).sign(privateKey);
+    const key = keys[0]!;
+    return new SignJWT(payload)
+      .setProtectedHeader({ alg: 'RS256', kid: o.kid ?? key.kid })
+      .sign(key.privateKey);
   };
 
   const revokeAllGrants = async (accountId: string): Promise<void> => {
@@ -341,9 +458,13 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   return {
     issuer,
     port,
-    publicJwks: { keys: [publicJwk] },
+    get publicJwks() {
+      return { keys: keys.map((k) => k.publicJwk) };
+    },
     close: () =>
       new Promise<void>((resolve) => {
+        tokenDelay = 0;
+        held = [];
         server.close(() => resolve());
         server.closeAllConnections();
       }),
@@ -355,5 +476,21 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     login,
     signToken,
     revokeAllGrants,
+    async rotateSigningKey(o = {}) {
+      const k = await newKey();
+      keys = o.dropOld ? [k] : [k, ...keys];
+      provider = buildProvider();
+      providerCallback = provider.callback();
+      return k.kid;
+    },
+    currentKid: () => keys[0]!.kid,
+    setTokenDelay(ms) {
+      tokenDelay = ms;
+      if (ms !== 'hang') releaseHeld();
+    },
+    jwksRequests: () => jwksServed,
+    setRotateRefreshTokens(on) {
+      rotateRefreshTokens = on;
+    },
   };
 }

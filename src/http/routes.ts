@@ -33,6 +33,11 @@ interface CsrfPayload {
 }
 
 /** Creates every route handler over the services; all option lookups happen here, once. */
+/** Bytes of clearing CSRF Set-Cookie lines one /oauth2/start answer may carry (see startLogin). */
+const CSRF_CLEARING_BUDGET_BYTES = 1536;
+/** `Set-Cookie: ` and the line's CRLF. */
+const CRLF_HEADER_OVERHEAD = 14;
+
 export function createRoutes(svc: Services) {
   const o = svc.opts;
   const prefix = o.proxyPrefix;
@@ -302,14 +307,21 @@ export function createRoutes(svc: Services) {
         existing.push({ name: k, at: opened.ok ? opened.issuedAt : 0 });
       }
       existing.sort((a, b) => a.at - b.at);
-      const excess = existing.length - (o.csrfPerRequestLimit - 1);
+      // Clearing is bounded (issue #17 item 7): at most the limit's worth per answer, and no more bytes
+      // than leave room in a proxy's smallest default header buffer (nginx: 4 KiB). A browser flooded
+      // with forged CSRF cookies is cleaned up over a few starts instead of in one oversized answer.
+      const excess = Math.min(existing.length - (o.csrfPerRequestLimit - 1), o.csrfPerRequestLimit);
       if (excess > 0) {
-        setCookies.push(
-          ...clearingSetCookies(
-            existing.slice(0, excess).map((e) => e.name),
-            csrfCookieOptions(c, 0),
-          ),
+        const clearing = clearingSetCookies(
+          existing.slice(0, excess).map((e) => e.name),
+          csrfCookieOptions(c, 0),
         );
+        let bytes = 0;
+        for (const line of clearing) {
+          bytes += line.length + CRLF_HEADER_OVERHEAD;
+          if (bytes > CSRF_CLEARING_BUDGET_BYTES) break;
+          setCookies.push(line);
+        }
       }
     }
     setCookies.push(
@@ -477,6 +489,25 @@ export function createRoutes(svc: Services) {
     let target = svc.chooseRedirect(c.facts, form.get('rd') ?? undefined);
     if (session?.idToken && target.includes('{id_token}'))
       target = target.split('{id_token}').join(session.idToken);
+    // The record goes first: a sign-out that cannot delete it must not look like a success, since a copy
+    // of the ticket cookie would still work once the store is back (issue #17 item 4). The browser keeps
+    // its cookie then, so that signing out again can finish the job.
+    let setCookies: string[];
+    try {
+      setCookies = await svc.store.clear(ctx);
+    } catch (err) {
+      c.state.reason = 'store_error';
+      c.state.user = session?.user;
+      svc.log.error(
+        { reqId: c.requestId(), err: err instanceof Error ? err.message : String(err) },
+        'sign-out did not complete: the session store is unavailable',
+      );
+      return errorPage(
+        c,
+        500,
+        'Sign-out did not complete: your session could not be ended. Please try again in a moment.',
+      );
+    }
     if (o.backendLogoutUrl && session && svc.backendLogout) {
       await svc.backendLogout(o.backendLogoutUrl.split('{id_token}').join(session.idToken ?? ''));
     }
@@ -489,12 +520,6 @@ export function createRoutes(svc: Services) {
         : target;
       const idp = svc.oidc.endSessionUrl({ idTokenHint: session.idToken, postLogoutRedirectUri: absolute });
       if (idp) target = idp;
-    }
-    let setCookies: string[];
-    try {
-      setCookies = await svc.store.clear(ctx);
-    } catch {
-      setCookies = clearSessionCookies(c);
     }
     c.state.user = session?.user;
     return withCookies(noCache(c.reply.code(302)), setCookies)

@@ -52,6 +52,12 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Replaces the services behind every route (configuration reload); the listener stays. */
     swapServices(next: Services): void;
+    /**
+     * Starts a graceful drain (SIGTERM): /ready answers 503 from now on, and every answer carries
+     * `Connection: close` so that pooled keep-alive connections end after their next request instead of
+     * being reset when the listener closes.
+     */
+    beginDrain(): void;
   }
 }
 
@@ -105,6 +111,8 @@ export function createHttpServer(
         const method = req.method;
         const url = req.url ?? '/';
         const kit = k;
+        // node:http's public API: a response with this header ends its connection once it is sent.
+        if (draining) res.setHeader('connection', 'close');
         if (!closing && fastPath && (method === 'GET' || method === 'HEAD') && isAuthUrl(kit, url)) {
           fastAuth(kit, method, url, req, res);
         } else {
@@ -130,6 +138,10 @@ export function createHttpServer(
   // bad input meets node:http's own handling, exactly as on a plain node:http server.
   app.server.removeAllListeners('clientError');
   let closing = false;
+  let draining = false;
+  app.decorate('beginDrain', () => {
+    draining = true;
+  });
   app.addHook('preClose', (done) => {
     closing = true;
     done();
@@ -405,6 +417,11 @@ export function createHttpServer(
       return reply.code(200).header('content-type', 'text/plain; charset=utf-8').send('OK');
     }
     if (path === o.readyPath && o.readyPath !== '') {
+      if (draining)
+        return reply
+          .code(503)
+          .header('content-type', 'text/plain; charset=utf-8')
+          .send('error: shutting down');
       return kit.svc
         .readiness()
         .then((err) =>

@@ -68,7 +68,7 @@ export function createBearerVerifier(d: {
       if (res.ok) {
         const doc = (await res.json()) as { issuer?: unknown; jwks_uri?: unknown };
         if (doc.issuer === issuer && typeof doc.jwks_uri === 'string') {
-          return { keys: remoteJwks(doc.jwks_uri, metaFetch), durable: true };
+          return { keys: remoteJwks(doc.jwks_uri, metaFetch, d.now), durable: true };
         }
       } else {
         await res.body?.cancel();
@@ -76,7 +76,7 @@ export function createBearerVerifier(d: {
     } catch {
       // Discovery is optional for extra issuers: fall through to the conventional JWKS location.
     }
-    return { keys: remoteJwks(`${base}/.well-known/jwks.json`, metaFetch), durable: false };
+    return { keys: remoteJwks(`${base}/.well-known/jwks.json`, metaFetch, d.now), durable: false };
   };
 
   const keysFor = (issuer: string): Promise<JWTVerifyGetKey> => {

@@ -7,7 +7,7 @@ import { compileClaimRules } from './claims.js';
 import { withClientAuthFallback } from './client-auth.js';
 import { createDiscoveryLoop, loadProvider, type ProviderState } from './discovery.js';
 import { createIdpFetch } from './fetch.js';
-import { verifyJwt } from './jwt.js';
+import { TRANSIENT_JWKS_CODES, verifyJwt } from './jwt.js';
 import { codeChallenge, encodeSorted, randomCodeVerifier, randomHash } from './params.js';
 import {
   buildSession,
@@ -71,7 +71,7 @@ export function createOidcClient(opts: OidcOptions, deps: OidcDeps): OidcClient 
 
   const loop = createDiscoveryLoop({
     load: async () => {
-      const p = await loadProvider(opts, fetchFn);
+      const p = await loadProvider(opts, fetchFn, now);
       if (!opts.codeChallengeMethod && p.pkceMethods.length > 0 && !p.pkceMethods.includes('S256')) {
         log.warn(
           { methods: p.pkceMethods },
@@ -198,8 +198,14 @@ export function createOidcClient(opts: OidcOptions, deps: OidcDeps): OidcClient 
     if (tokens.id_token) {
       // Fail closed: a refreshed identity that does not verify, or that belongs to someone else, ends the session.
       payload = await verifyIdToken(tokens.id_token, prov, idRules, at);
+      // A key that cannot be looked up right now (a rotation not yet fetched, the JWKS endpoint down)
+      // says nothing against the session: keep it and try again (issue #17 item 2).
       if (!payload.ok)
-        return { ok: false, fatal: true, detail: `refreshed ID token invalid: ${payload.detail}` };
+        return {
+          ok: false,
+          fatal: !TRANSIENT_JWKS_CODES.has(payload.detail),
+          detail: `refreshed ID token invalid: ${payload.detail}`,
+        };
       const id = await identityFromIdToken(payload.payload, tokens.access_token, prov, idRules, warnUserinfo);
       if (!id.ok) return { ok: false, fatal: true, detail: id.detail };
       if (id.identity.user !== s.user)

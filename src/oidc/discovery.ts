@@ -31,8 +31,6 @@ export interface ProviderState {
   readonly hmacOnly: boolean;
 }
 
-const DISCOVERY_TIMEOUT_S = 10;
-
 /**
  * Discovery failed: say what the IdP answered. openid-client reports a non-200 as "unexpected HTTP response
  * status code" with the Response as cause, and an issuer mismatch with both values as cause.
@@ -68,7 +66,14 @@ const isHttp = (u: string | undefined): boolean => typeof u === 'string' && u.st
  * Fetches the discovery document (unless --skip-oidc-discovery), applies explicit endpoint flags over it and
  * builds the openid-client Configuration. Throws on any failure (the loop retries).
  */
-export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<ProviderState> {
+export async function loadProvider(
+  o: OidcOptions,
+  fetchFn: FetchFn,
+  now: () => number = Date.now,
+): Promise<ProviderState> {
+  // One bound for every IdP request (--oidc-request-timeout); openid-client counts in seconds.
+  const timeoutMs = o.requestTimeoutMs ?? 5000;
+  const timeoutS = timeoutMs / 1000;
   let found: ServerMetadata;
   if (o.skipDiscovery) {
     if (!o.loginUrl || !o.redeemUrl || (!o.jwksUrl && o.publicKeys.length === 0)) {
@@ -85,7 +90,7 @@ export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<Pr
     // Discovery and JWKS documents may redirect (django-oauth-toolkit answers the slash-less URL with 301).
     const discovered = await discovery(new URL(target), o.clientId, o.clientSecret, undefined, {
       [customFetch]: followRedirects(fetchFn),
-      timeout: DISCOVERY_TIMEOUT_S,
+      timeout: timeoutS,
       ...(isHttp(target) ? { execute: [allowInsecureRequests] } : {}),
     }).catch((e: unknown) => {
       throw discoveryFailure(e, target);
@@ -119,7 +124,7 @@ export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<Pr
   );
   const config = new Configuration(meta, o.clientId, { client_secret: o.clientSecret }, clientAuth.auth);
   config[customFetch] = fetchFn;
-  config.timeout = DISCOVERY_TIMEOUT_S;
+  config.timeout = timeoutS;
   const endpoints = [meta.issuer, meta.authorization_endpoint, meta.token_endpoint, meta.userinfo_endpoint];
   if (endpoints.some(isHttp) || isHttp(meta.jwks_uri) || isHttp(meta.end_session_endpoint)) {
     allowInsecureRequests(config);
@@ -135,7 +140,7 @@ export async function loadProvider(o: OidcOptions, fetchFn: FetchFn): Promise<Pr
     // PEM keys, when given, replace the JWKS (oauth2-proxy: a static key set instead of the remote one).
     jwks: staticKeys
       ? staticKeySet(o.publicKeys)
-      : remoteJwks(meta.jwks_uri as string, followRedirects(fetchFn)),
+      : remoteJwks(meta.jwks_uri as string, followRedirects(fetchFn), now, timeoutMs),
     clientAuth,
     hmacOnly: advertised.length > 0 && advertised.every((a) => HMAC_ALGS.includes(a)),
   };

@@ -5,6 +5,8 @@ import type { Session } from '../sessions/session.js';
 /** Provider options, one field per oauth2-proxy flag (COMPAT.md §8.2, §6). */
 export interface OidcOptions {
   issuerUrl: string;
+  /** `--oidc-request-timeout` in ms: the bound of every request to the IdP (default 5 s). */
+  requestTimeoutMs?: number;
   clientId: string;
   clientSecret: string;
   skipDiscovery: boolean;

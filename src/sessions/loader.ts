@@ -1,4 +1,5 @@
 // Loads the request's session: bearer JWT, then the session store, then refresh when due (COMPAT.md §6.9, §6.10, §7.4–7.6).
+import { createRefreshBackoff, type RefreshBackoffOptions } from './refresh-backoff.js';
 import type { Session } from './session.js';
 import type { CookieContext, SessionStore } from './store.js';
 
@@ -50,6 +51,8 @@ export interface LoaderOptions {
   readonly refreshMs: number;
   readonly now: () => number;
   readonly log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
+  /** Retry timing after transient refresh failures (defaults: 5 s doubling to 5 min; circuit 5 → 30 s). */
+  readonly backoff?: RefreshBackoffOptions;
 }
 
 /** True when the session's ID token carries an `exp` in the past (an unreadable token counts as expired). */
@@ -92,8 +95,7 @@ export function bearerTokenFrom(header: string): string | undefined {
 type RefreshOutcome =
   | { ok: true; session: Session; setCookies: readonly string[] }
   | { ok: false; reason: NoSessionReason; setCookies: readonly string[] }
-  /** `failed`: the IdP was asked and failed transiently; not asked again for this session for a while. */
-  | { ok: 'kept'; session: Session; failed?: boolean };
+  | { ok: 'kept'; session: Session };
 
 // An expired access token makes a refresh due at once, but not within this long of the session's login or last
 // refresh: an IdP that issues already-expired tokens must not be asked on every request (issue #21 item 4).
@@ -136,13 +138,29 @@ export function createSessionLoader(
   // Requests still carrying the pre-refresh cookie reuse the outcome instead of refreshing again.
   const recent = new Map<string, { until: number; outcome: RefreshOutcome }>();
   const RECENT_MS = 60_000;
-  // After a transient refresh failure the session keeps working and the IdP is asked again after this long.
-  const RETRY_MS = 10_000;
   const RECENT_MAX = 10_000;
+  const backoff = createRefreshBackoff(o.backoff);
+  // Sessions whose end for token expiry was logged, so a cookie sent again (other tabs, retries) is not
+  // logged again (issue #17 item 7).
+  const expiredLogged = new Set<string>();
+
+  /** The stored session when another request or replica has refreshed it since `than` was read. */
+  async function refreshedElsewhere(key: string, than: Session): Promise<Session | undefined> {
+    const latest = await o.store.reload(key, o.now());
+    if (latest === undefined) return undefined;
+    return latest.createdAt > than.createdAt || latest.refreshToken !== than.refreshToken
+      ? latest
+      : undefined;
+  }
 
   async function doRefresh(key: string, session: Session, ctx: CookieContext): Promise<RefreshOutcome> {
     const unlock = await o.store.lock(key);
-    if (!unlock) return { ok: false, reason: 'refresh_lock_timeout', setCookies: [] };
+    if (!unlock) {
+      // The lock lives as long as the other replica's refresh: its result may just have landed.
+      const theirs = await refreshedElsewhere(key, session);
+      if (theirs) return { ok: true, session: theirs, setCookies: [] };
+      return { ok: false, reason: 'refresh_lock_timeout', setCookies: [] };
+    }
     try {
       // Another replica may have refreshed while we waited for the lock (COMPAT.md §7.6).
       const current = (await o.store.reload(key, o.now())) ?? session;
@@ -151,17 +169,34 @@ export function createSessionLoader(
       }
       if (!current.refreshToken || !o.refresher) return { ok: 'kept', session: current };
       const r = await o.refresher.refresh(current);
+      if (r.ok || r.fatal) {
+        if (backoff.answered(key).circuitClosed) o.log.info({}, 'IdP answers again; refresh circuit closed');
+      }
       if (r.ok) {
         const setCookies = await o.store.save(r.session, ctx, { fresh: false });
         o.log.info({ user: r.session.user }, 'session refreshed');
         return { ok: true, session: r.session, setCookies };
       }
       if (r.fatal) {
+        // A refresh token rotated by someone else's refresh (a lost race, a lock that lapsed) is refused
+        // as invalid_grant: re-read the session before ending anything (issue #17 item 1).
+        const theirs = await refreshedElsewhere(key, current);
+        if (theirs) {
+          o.log.info({ user: current.user }, 'refresh lost a race; using the session refreshed meanwhile');
+          return { ok: true, session: theirs, setCookies: [] };
+        }
         o.log.info({ user: current.user, detail: r.detail }, 'refresh rejected by the IdP; session ended');
         return { ok: false, reason: 'refresh_failed', setCookies: await o.store.clear(ctx) };
       }
-      o.log.warn({ user: current.user, detail: r.detail }, 'refresh failed transiently; keeping the session');
-      return { ok: 'kept', session: current, failed: true };
+      // Logged once per backoff window: until then checks answer from the still-valid session without
+      // asking the IdP (issue #17 item 3).
+      const f = backoff.failed(key, o.now());
+      o.log.warn(
+        { user: current.user, detail: r.detail, retryInMs: f.retryInMs },
+        'refresh failed transiently; keeping the session',
+      );
+      if (f.circuitOpened) o.log.warn({ detail: r.detail }, 'IdP failing; refresh circuit open');
+      return { ok: 'kept', session: current };
     } finally {
       await unlock();
     }
@@ -180,13 +215,17 @@ export function createSessionLoader(
       return Promise.resolve(hit.outcome);
     let p = inflight.get(key);
     if (!p) {
+      // A session backing off after a transient failure (or any, while the IdP circuit is open) is not
+      // sent to the IdP: it is served as it is while it is still valid (issue #17 item 3).
+      if (!backoff.mayTry(key, now)) return Promise.resolve({ ok: 'kept', session });
       p = doRefresh(key, session, ctx).finally(() => inflight.delete(key));
       inflight.set(key, p);
       p.then(
         (outcome) => {
-          if (outcome.ok === 'kept' && !outcome.failed) return;
+          // A transient failure is remembered by the backoff, not here.
+          if (outcome.ok === 'kept') return;
           if (recent.size >= RECENT_MAX) recent.clear();
-          recent.set(key, { until: o.now() + (outcome.ok === 'kept' ? RETRY_MS : RECENT_MS), outcome });
+          recent.set(key, { until: o.now() + RECENT_MS, outcome });
         },
         () => undefined,
       );
@@ -247,6 +286,19 @@ export function createSessionLoader(
     };
   };
 
+  /** Ends a session whose tokens expired unrefreshed (COMPAT.md §6.10), logging that once per session. */
+  async function expired(key: string, s: Session, detail: string, ctx: CookieContext): Promise<Loaded> {
+    if (!expiredLogged.has(key)) {
+      if (expiredLogged.size >= RECENT_MAX) expiredLogged.clear();
+      expiredLogged.add(key);
+      o.log.info(
+        { user: s.user, reason: 'token_expired', detail },
+        'session ended: its tokens expired unrefreshed',
+      );
+    }
+    return none('token_expired', await o.store.clear(ctx));
+  }
+
   async function loadAsync(ctx: CookieContext, authorization: string | undefined): Promise<Loaded> {
     if (o.skipJwtBearerTokens && authorization !== undefined && o.bearer) {
       const token = bearerTokenFrom(authorization);
@@ -268,11 +320,11 @@ export function createSessionLoader(
       // A due session that was not refreshed is re-validated through its ID token (COMPAT.md §6.10). The
       // token's signature was verified at login and it has been inside our authenticated seal since, so
       // what can have changed is its expiry.
-      else if (idTokenExpired(session, o.now())) return none('token_expired', await o.store.clear(ctx));
+      else if (idTokenExpired(session, o.now())) return expired(r.key, session, 'id_token_expired', ctx);
     }
     // Token expiry is only enforced when refresh is on (COMPAT.md §6.10 [Q]).
     if (o.refreshMs > 0 && session.expiresOn !== undefined && session.expiresOn < o.now()) {
-      return none('token_expired', await o.store.clear(ctx));
+      return expired(r.key, session, 'access_token_expired', ctx);
     }
     return { session, key: r.key, bearer: false, reason: undefined, setCookies, forbid: false };
   }

@@ -49,6 +49,8 @@ export interface RedisLike {
   del(key: string): Promise<number>;
   /** Deletes `key` only while it still holds `value` (atomic compare-and-delete); true when deleted. */
   delIfEquals(key: string, value: string): Promise<boolean>;
+  /** Sets `key`'s TTL to `ms` only while it still holds `value` (atomic); true when renewed. */
+  pexpireIfEquals(key: string, value: string, ms: number): Promise<boolean>;
   pexpire(key: string, ms: number): Promise<boolean>;
   sadd(key: string, member: string): Promise<number>;
   srem(key: string, member: string): Promise<number>;
@@ -63,6 +65,9 @@ export interface RedisLike {
 // KEYS[1] = lock key, ARGV[1] = holder token: only the holder may release (COMPAT.md §7.6).
 const DEL_IF_EQUALS =
   "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+// KEYS[1] = lock key, ARGV[1] = holder token, ARGV[2] = TTL ms: only the holder may extend its lock.
+const PEXPIRE_IF_EQUALS =
+  "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 
 interface Endpoint {
   readonly host: string;
@@ -348,6 +353,10 @@ export function createRedisClient(opts: RedisClientOptions, log: RedisLog): Redi
     del: (key) => run(() => client.del(key)),
     async delIfEquals(key, value) {
       const r = await run(() => client.eval(DEL_IF_EQUALS, 1, key, value));
+      return r === 1;
+    },
+    async pexpireIfEquals(key, value, ms) {
+      const r = await run(() => client.eval(PEXPIRE_IF_EQUALS, 1, key, value, Math.ceil(ms)));
       return r === 1;
     },
     async pexpire(key, ms) {

@@ -19,7 +19,12 @@ export interface RedisSessionStoreDeps {
   readonly cookie: Omit<CookieOptions, 'domain'>;
   /** `--cookie-expire` in ms: the age window and the Redis TTL. 0 = no window (TTL falls back to 168h). */
   readonly expireMs: number;
+  /**
+   * TTL of a refresh lock (default 2 s). The holder renews it every third of that while its refresh runs,
+   * so the lock lasts as long as the refresh however slow the IdP, and a crashed holder's lock lapses soon.
+   */
   readonly lockTtlMs?: number;
+  /** How long a replica waits for another's refresh (the lock) before giving up; default 30 s. */
   readonly lockWaitMs?: number;
   readonly lockPollMs?: number;
   /** Opened tickets/sessions kept in memory, keyed by the sealed cookie; 0 (default) turns it off. */
@@ -119,7 +124,7 @@ export async function selfTest(redis: RedisLike, cookieName: string): Promise<vo
 export function createRedisSessionStore(deps: RedisSessionStoreDeps): SessionStore {
   const { redis, codec, cookieName: name, expireMs } = deps;
   const lockTtlMs = deps.lockTtlMs ?? 2000;
-  const lockWaitMs = deps.lockWaitMs ?? 5000;
+  const lockWaitMs = deps.lockWaitMs ?? 30_000;
   const lockPollMs = Math.max(1, deps.lockPollMs ?? 10);
   const lockAttempts = Math.max(1, Math.floor(lockWaitMs / lockPollMs) + 1);
   const sleep = deps.sleep ?? ((ms: number) => delay(ms));
@@ -341,9 +346,19 @@ export function createRedisSessionStore(deps: RedisSessionStoreDeps): SessionSto
         }
         if (got) {
           let released = false;
+          // Renewed while held (issue #17 item 1): a fixed TTL shorter than a slow refresh let a second
+          // replica take the lock and spend the same refresh token again.
+          const renew = setInterval(
+            () => {
+              redis.pexpireIfEquals(lockKey, token, lockTtlMs).catch(() => undefined);
+            },
+            Math.max(1, Math.floor(lockTtlMs / 3)),
+          );
+          renew.unref();
           return async () => {
             if (released) return;
             released = true;
+            clearInterval(renew);
             try {
               await redis.delIfEquals(lockKey, token);
             } catch {

@@ -59,6 +59,7 @@ export interface TestIdpOptions {
   accessTokenTtl?: number;
   idTokenTtl?: number;
   conformIdTokenClaims?: boolean;
+  rotateRefreshTokens?: boolean;
 }
 
 /**
@@ -81,5 +82,6 @@ export function startTestIdp(o: TestIdpOptions): Promise<DevIdp> {
     ...(o.accessTokenTtl !== undefined ? { accessTokenTtl: o.accessTokenTtl } : {}),
     ...(o.idTokenTtl !== undefined ? { idTokenTtl: o.idTokenTtl } : {}),
     ...(o.conformIdTokenClaims !== undefined ? { conformIdTokenClaims: o.conformIdTokenClaims } : {}),
+    ...(o.rotateRefreshTokens !== undefined ? { rotateRefreshTokens: o.rotateRefreshTokens } : {}),
   });
 }

@@ -1,4 +1,4 @@
-// Real redis-server fixtures for tests: standalone, Sentinel set and Cluster on free ports, no persistence.
+// Real redis-server fixtures for tests: standalone (optionally AOF-persisted), Sentinel set and Cluster on free ports.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
@@ -355,9 +355,11 @@ async function startProcess(spec: ProcSpec): Promise<RedisHandle> {
  * also a TLS port (needs openssl). Readiness is polled on the plain port.
  */
 export function startRedis(
-  opts: { password?: string; port?: number; tls?: boolean } = {},
+  opts: { password?: string; port?: number; tls?: boolean; aof?: boolean } = {},
 ): Promise<RedisHandle> {
-  return startProcess({ args: [], password: opts.password, port: opts.port, tls: opts.tls });
+  // `aof`: every write is in the append-only file before it is acknowledged, so kill() + restart() keeps it.
+  const args = opts.aof ? ['--appendonly', 'yes', '--appendfsync', 'always'] : [];
+  return startProcess({ args, password: opts.password, port: opts.port, tls: opts.tls });
 }
 
 const fieldOf = (info: Reply, name: string): string | undefined => {

@@ -97,7 +97,11 @@ t.test(
     t.ok(real.length > 40, 'alice has an unsplit session cookie');
     const mid = Math.floor(real.length / 2);
     const flipped = real[mid] === 'A' ? 'B' : 'A';
-    const foreign = createCookieCodec([Buffer.alloc(32, 7).toString('base64url')], 'session').seal(
+    const foreign = createCookieCodec(
+      [Buffer.alloc(32, 7).toString('base64url')],
+      'session',
+      '_oauth2_proxy',
+    ).seal(
       encodeSession({
         user: 'alice',
         email: 'alice@example.com',
@@ -117,7 +121,7 @@ t.test(
       ['sealed with another secret', `_oauth2_proxy=${foreign}`],
       [
         'the CSRF purpose cannot open as a session',
-        `_oauth2_proxy=${createCookieCodec([TEST_COOKIE_SECRET], 'csrf').seal(Buffer.from('{}'), Date.now())}`,
+        `_oauth2_proxy=${createCookieCodec([TEST_COOKIE_SECRET], 'csrf', '_oauth2_proxy').seal(Buffer.from('{}'), Date.now())}`,
       ],
       ['stray chunk alongside garbage', '_oauth2_proxy_0=x; _oauth2_proxy_1=y'],
     ];
@@ -143,6 +147,28 @@ t.test(
       headers: { cookie: cookieOf('alice') },
     });
     t.equal(sameCookieStillValidHere.status, 202, 'the same cookie is valid under the default 168h expiry');
+  },
+);
+
+t.test(
+  'a session cookie renamed for an instance with another --cookie-name is refused (issue #17 item 5)',
+  async (t) => {
+    // Same IdP, same cookie secret, another cookie name: before, the renamed value opened there (202).
+    const other = await startStack({
+      existingIdp: s.idp,
+      args: ['--email-domain=*', '--cookie-name=_other_app'],
+    });
+    t.teardown(() => other.close());
+    const value = jars.get('alice')?.cookies.get('_oauth2_proxy') ?? '';
+    t.ok(value.length > 40, 'alice has an unsplit session cookie');
+    const renamed = await raw(other.port, {
+      path: '/oauth2/auth',
+      headers: { cookie: `_other_app=${value}` },
+    });
+    assertPlain(t, renamed, 401);
+    t.ok(clears(renamed.headers, '_other_app'), 'the foreign value is cleared');
+    const home = await raw(s.port, { path: '/oauth2/auth', headers: { cookie: cookieOf('alice') } });
+    assert202(t, home);
   },
 );
 

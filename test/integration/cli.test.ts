@@ -212,3 +212,133 @@ t.test(
     t.ok(await refused(port), 'the listener is gone');
   },
 );
+
+/** A raw keep-alive connection: one request at a time, each answer read by its Content-Length. */
+async function keepAlive(port: number) {
+  const sock = connect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+  let buf = Buffer.alloc(0);
+  let closed = false;
+  let error: Error | undefined;
+  let wake: (() => void) | undefined;
+  sock.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    wake?.();
+  });
+  sock.on('end', () => {
+    closed = true;
+    wake?.();
+  });
+  sock.on('close', () => {
+    closed = true;
+    wake?.();
+  });
+  sock.on('error', (e) => {
+    error = e;
+    wake?.();
+  });
+  const next = () => new Promise<void>((r) => (wake = r));
+  return {
+    get closed() {
+      return closed;
+    },
+    async send(path: string): Promise<{ status: number; headers: string; error?: string }> {
+      sock.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n`);
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end >= 0) {
+          const head = buf.subarray(0, end).toString('latin1');
+          const len = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
+          if (buf.length >= end + 4 + len) {
+            buf = buf.subarray(end + 4 + len);
+            return { status: Number(head.slice(9, 12)), headers: head.toLowerCase() };
+          }
+        }
+        if (error) return { status: 0, headers: '', error: (error as NodeJS.ErrnoException).code ?? 'error' };
+        if (closed) return { status: 0, headers: '', error: 'closed' };
+        await next();
+      }
+    },
+    async waitClosed() {
+      while (!closed && !error) await next();
+    },
+    destroy: () => sock.destroy(),
+  };
+}
+
+t.test(
+  'SIGTERM drains: /ready 503 at once, pooled connections answered with Connection: close, then exit (issue #17 item 6)',
+  { timeout: 120_000 },
+  async (t) => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const idp = await startTestIdp({ redirectUris: [`${base}/oauth2/callback`] });
+    t.teardown(() => idp.close());
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        '--provider=oidc',
+        `--oidc-issuer-url=${idp.issuer}`,
+        '--client-id=gatehouse',
+        '--client-secret=secret',
+        `--cookie-secret=${TEST_COOKIE_SECRET}`,
+        '--cookie-secure=false',
+        '--email-domain=example.com',
+        `--http-address=127.0.0.1:${port}`,
+        '--shutdown-delay=2s',
+        '--shutdown-timeout=5s',
+      ],
+      { env: ENV, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    t.teardown(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    await waitFor('gatehouse /ready', async () => {
+      const r = await fetch(`${base}/ready`).catch(() => undefined);
+      return r?.status === 200;
+    });
+    // Pooled connections, as a proxy keeps them: one to the fast path (GET /oauth2/auth) and two through
+    // Fastify (GET /ping, GET /oauth2/userinfo).
+    const fast = await keepAlive(port);
+    const slow = await keepAlive(port);
+    const user = await keepAlive(port);
+    const before = [
+      await fast.send('/oauth2/auth'),
+      await slow.send('/ping'),
+      await user.send('/oauth2/userinfo'),
+    ];
+    t.same(
+      before.map((r) => r.status),
+      [401, 200, 401],
+    );
+    for (const r of before) t.notMatch(r.headers, /\r\nconnection: close/, 'kept alive before the signal');
+
+    child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 50));
+    // Before: these connections were closed at once, and a request sent on one 50 ms after the signal
+    // got ECONNRESET.
+    const after = [
+      await fast.send('/oauth2/auth'),
+      await slow.send('/ping'),
+      await user.send('/oauth2/userinfo'),
+    ];
+    t.same(
+      after.map((r) => r.error ?? r.status),
+      [401, 200, 401],
+      'requests on pooled connections after the signal are answered',
+    );
+    for (const r of after) t.match(r.headers, /\r\nconnection: close/, 'with Connection: close');
+    for (const c of [fast, slow, user]) await c.waitClosed();
+    t.pass('and the server closed each connection after its answer');
+
+    const ready = await fetch(`${base}/ready`);
+    t.equal(ready.status, 503, '/ready answers 503 during the drain');
+    t.equal(ready.headers.get('connection'), 'close');
+    const auth = await fetch(`${base}/oauth2/auth`);
+    t.equal(auth.status, 401, 'new connections are still answered during the delay');
+
+    t.equal(await exited(child), 0, 'exit code 0 after the delay');
+    t.ok(await refused(port), 'the listener is gone');
+  },
+);

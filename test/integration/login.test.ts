@@ -250,6 +250,34 @@ t.test('--cookie-csrf-per-request-limit clears the oldest CSRF cookies first', a
   t.equal((await finish(s, jar, second.location, 'alice')).headers.get('location'), '/2');
 });
 
+t.test(
+  '800 forged CSRF cookies: one start clears at most the limit, in a header block a proxy takes (issue #17 item 7)',
+  async (t) => {
+    const s = await startStack({});
+    t.teardown(() => s.close());
+    const jar = new Jar();
+    const forged = Array.from({ length: 800 }, (_, i) => `_oauth2_proxy_${String(i).padStart(8, '0')}_csrf`);
+    for (const name of forged) jar.cookies.set(name, 'x');
+    // Before: 791 clearing Set-Cookie lines, ~48 KB of headers.
+    const { res, location } = await begin(s, jar, '/after-flood');
+    const { cleared, setNames } = cookiesOf(res);
+    t.equal(cleared.length, 10, 'at most --cookie-csrf-per-request-limit (10) cleared');
+    t.ok(
+      cleared.every((n) => forged.includes(n)),
+      'forged ones first',
+    );
+    t.equal(setNames.length, 1, 'and the new CSRF cookie is set');
+    let headerBytes = 0;
+    res.headers.forEach((v, k) => {
+      headerBytes += k.length + 4 + v.length;
+    });
+    t.ok(headerBytes < 4096, `the answer's headers fit nginx's default 4 KiB buffer (${headerBytes} bytes)`);
+    // The login started under the flood still finishes.
+    for (const name of forged) jar.cookies.delete(name);
+    t.equal((await finish(s, jar, location, 'alice')).headers.get('location'), '/after-flood');
+  },
+);
+
 t.test('--cookie-csrf-per-request=false and --cookie-csrf-expire', async (t) => {
   const s = await startStack({ args: ['--cookie-csrf-per-request=false', '--cookie-csrf-expire=5m'] });
   t.teardown(() => s.close());

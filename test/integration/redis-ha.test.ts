@@ -20,7 +20,7 @@ import { requireBinary } from '../helpers/require-binary.js';
 
 const NAME = '_oauth2_proxy';
 const EXPIRE = 3_600_000;
-const codec = createCookieCodec([randomBytes(32).toString('base64url')], 'session');
+const codec = createCookieCodec([randomBytes(32).toString('base64url')], 'session', NAME);
 const empty: CookieContext = { cookies: new Map(), domain: undefined };
 
 const makeStore = (redis: RedisLike): SessionStore =>

@@ -8,7 +8,7 @@ import { Jar, type Stack, startStack, TEST_COOKIE_SECRET } from '../helpers/stac
 
 const NAME = '_oauth2_proxy';
 const TICKET_KEY = /^_oauth2_proxy-[0-9a-f]{32}$/;
-const ticketCodec = createCookieCodec([TEST_COOKIE_SECRET], 'ticket');
+const ticketCodec = createCookieCodec([TEST_COOKIE_SECRET], 'ticket', '_oauth2_proxy');
 const REQUEST_BOUND_MS = 10_000;
 
 /** Ticket id inside a sealed ticket cookie (COMPAT.md §7.2), or undefined. */

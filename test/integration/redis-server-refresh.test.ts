@@ -1,4 +1,5 @@
-// Issue 6: two gatehouse instances on one Redis refresh an expiring session exactly once (COMPAT.md §7.6).
+// Issue 6: two gatehouse instances on one Redis refresh an expiring session exactly once (COMPAT.md §7.6);
+// issue 17 item 1: also when the IdP is slow and rotates refresh tokens.
 import t from 'tap';
 import { createCookieCodec } from '../../src/cookies/codec.js';
 import { redisCommand, startRedis } from '../helpers/redis.js';
@@ -6,7 +7,7 @@ import { requireBinary } from '../helpers/require-binary.js';
 import { Jar, startStack, TEST_COOKIE_SECRET } from '../helpers/stack.js';
 
 const NAME = '_oauth2_proxy';
-const ticketCodec = createCookieCodec([TEST_COOKIE_SECRET], 'ticket');
+const ticketCodec = createCookieCodec([TEST_COOKIE_SECRET], 'ticket', '_oauth2_proxy');
 const REFRESH_MS = 60_000;
 const CONCURRENT = 40;
 
@@ -136,4 +137,68 @@ if (!requireBinary('redis-server')) {
       }
     }
   });
+
+  t.test(
+    'two instances, a slow IdP that rotates refresh tokens: one grant per round, every answer 202 (issue #17 item 1)',
+    async (t) => {
+      const redis = await startRedis();
+      t.teardown(() => redis.stop());
+      let offset = 0;
+      const now = () => Date.now() + offset;
+      const args = [
+        '--session-store-type=redis',
+        `--redis-connection-url=${redis.url}`,
+        '--cookie-refresh=2s',
+        '--set-xauthrequest',
+        '--pass-access-token',
+        // The 6 s round is a slow IdP, not a hung one: above the 5 s default request timeout (item 3).
+        '--oidc-request-timeout=10s',
+      ];
+      const a = await startStack({ args, now });
+      t.teardown(() => a.close());
+      const b = await startStack({ args, now, existingIdp: a.idp });
+      t.teardown(() => b.close());
+      const { jar, callback } = await a.login('alice');
+      t.equal(callback.status, 302);
+      const TOTAL = 200;
+      for (const rotate of [false, true]) {
+        for (const delayMs of [0, 2500, 6000]) {
+          a.idp.setRotateRefreshTokens(rotate);
+          a.idp.setTokenDelay(delayMs);
+          a.idp.resetCounters();
+          offset += 3_000; // the session is due on both instances
+          // One check to A, then (100 ms later, while A's grant is at the IdP) the rest over both.
+          const first = a.request('/oauth2/auth', { jar });
+          await new Promise((r) => setTimeout(r, 100));
+          const rest = Array.from({ length: TOTAL - 1 }, (_, i) =>
+            (i % 2 === 0 ? b : a).request('/oauth2/auth', { jar }),
+          );
+          const responses = await Promise.all([first, ...rest]);
+          const statuses = responses.map((r) => r.status);
+          const label = `rotate=${rotate} delay=${delayMs}ms`;
+          t.same(statuses, Array(TOTAL).fill(202), `${label}: all ${TOTAL} answers 202`);
+          t.equal(a.idp.tokenRequests('refresh_token'), 1, `${label}: one refresh grant`);
+          t.comment(
+            `${label}: ${a.idp.tokenRequests('refresh_token')} grant(s), statuses ${[...new Set(statuses)]}`,
+          );
+          t.equal(
+            new Set(responses.map((r) => r.headers.get('x-auth-request-access-token'))).size,
+            1,
+            `${label}: every answer carries the refreshed access token`,
+          );
+          const cleared = responses.filter((r) => r.headers.getSetCookie().some((c) => /max-age=0/i.test(c)));
+          t.equal(cleared.length, 0, `${label}: no answer clears the cookie`);
+          a.idp.setTokenDelay(0);
+          // The browser takes the refreshed cookie, as it would from whichever answer carried it.
+          const fresh = responses.map(setSessionCookie).find((c) => c !== undefined);
+          t.ok(fresh, `${label}: the refreshed cookie is sent`);
+          jar.cookies.set(NAME, fresh ?? '');
+          for (const s of [a, b]) {
+            t.equal((await s.request('/oauth2/auth', { jar })).status, 202, `${label}: alive afterwards`);
+          }
+          t.equal(a.idp.tokenRequests('refresh_token'), 1, `${label}: still one grant`);
+        }
+      }
+    },
+  );
 }

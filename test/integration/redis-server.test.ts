@@ -8,7 +8,7 @@ import { requireBinary } from '../helpers/require-binary.js';
 import { freePort, type Jar, type Stack, startStack, TEST_COOKIE_SECRET } from '../helpers/stack.js';
 
 const NAME = '_oauth2_proxy';
-const ticketCodec = createCookieCodec([TEST_COOKIE_SECRET], 'ticket');
+const ticketCodec = createCookieCodec([TEST_COOKIE_SECRET], 'ticket', '_oauth2_proxy');
 // A hung Redis must not hang the proxy: a request still unanswered after this long fails the test.
 const REQUEST_BOUND_MS = 10_000;
 

@@ -29,7 +29,7 @@ const cookie: Omit<CookieOptions, 'domain'> = {
   secure: true,
   sameSite: 'lax',
 };
-const codec = createCookieCodec([randomBytes(32).toString('base64url')], 'session');
+const codec = createCookieCodec([randomBytes(32).toString('base64url')], 'session', NAME);
 const empty: CookieContext = { cookies: new Map(), domain: undefined };
 
 const session = (over: Partial<Session> = {}): Session => ({

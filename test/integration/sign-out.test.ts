@@ -2,8 +2,9 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { captureLog } from '../helpers/gatehouse.js';
 import { type DevIdpAccount, TEST_ACCOUNTS } from '../helpers/idp.js';
-import { redisCommand, startRedis } from '../helpers/redis.js';
+import { redisCommand, startRedis, waitFor } from '../helpers/redis.js';
 import { requireBinary } from '../helpers/require-binary.js';
 import { Jar, type Stack, startStack } from '../helpers/stack.js';
 
@@ -221,3 +222,47 @@ t.test('redis store: login, userinfo, sign-out deletes the record', { skip: redi
   t.equal((await s.request('/oauth2/userinfo', { jar: stolen })).status, 401, 'a copied ticket is dead too');
   t.equal((await s.request('/oauth2/auth', { jar: stolen })).status, 401);
 });
+
+t.test(
+  'redis store down: sign-out answers 500 and says so; the session is ended once it is back (issue #17 item 4)',
+  { skip: redisSkip },
+  async (t) => {
+    const redis = await startRedis({ aof: true });
+    t.teardown(() => redis.stop());
+    const { log, lines } = captureLog();
+    const s = await startStack({
+      args: [
+        '--session-store-type=redis',
+        `--redis-connection-url=${redis.url}`,
+        '--redis-command-timeout=500ms',
+      ],
+      log,
+    });
+    t.teardown(() => s.close());
+    const { jar } = await s.login('alice');
+    const ticket = jar.cookies.get('_oauth2_proxy') ?? '';
+    const copy = new Jar();
+    copy.cookies.set('_oauth2_proxy', ticket);
+    t.equal((await s.request('/oauth2/auth', { jar: copy })).status, 202);
+
+    await redis.kill();
+    // Before: 302 with clearing cookies, nothing logged, and the copied ticket worked again afterwards.
+    const down = await s.request('/oauth2/sign_out', { jar });
+    t.equal(down.status, 500, 'the sign-out did not complete: 500');
+    t.match(await down.text(), /Sign-out did not complete/);
+    t.same(down.headers.getSetCookie(), [], 'the browser keeps its cookie, so it can sign out again');
+    t.notOk(down.headers.get('location'));
+    const errors = lines.filter((l) => /sign-out did not complete/.test(l));
+    t.equal(errors.length, 1, 'logged once');
+    t.equal(JSON.parse(errors[0] ?? '{}').level, 50, 'at error level');
+    t.notOk(errors[0]?.includes(ticket), 'without the ticket');
+
+    await redis.restart();
+    await waitFor('gatehouse to reconnect', async () => (await s.request('/ready')).status === 200);
+    t.equal((await s.request('/oauth2/auth', { jar: copy })).status, 202, 'the session lives on (AOF)');
+    const again = await s.request('/oauth2/sign_out', { jar });
+    t.equal(again.status, 302, 'with the store back, signing out again completes');
+    t.same(clearedBy(again), ['_oauth2_proxy']);
+    t.equal((await s.request('/oauth2/auth', { jar: copy })).status, 401, 'and the copied ticket is dead');
+  },
+);

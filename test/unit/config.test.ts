@@ -555,3 +555,17 @@ t.test('every option has a unique flag, env var and TOML key', async (t) => {
   const { config } = ok(BASE);
   t.same(Object.keys(config).sort(), OPTION_LIST.map((d) => d.field).sort());
 });
+
+t.test('issue #17 options: --oidc-request-timeout, --shutdown-delay, --shutdown-timeout', async (t) => {
+  const { config } = ok(BASE);
+  t.equal(config.oidcRequestTimeout, 5000, '--oidc-request-timeout defaults to 5s');
+  t.equal(config.shutdownDelay, 5000, '--shutdown-delay defaults to 5s');
+  t.equal(config.shutdownTimeout, 10_000);
+  const set = ok([...BASE, '--oidc-request-timeout=750ms', '--shutdown-delay=0'], {
+    OAUTH2_PROXY_SHUTDOWN_TIMEOUT: '30s',
+  }).config;
+  t.equal(set.oidcRequestTimeout, 750);
+  t.equal(set.shutdownDelay, 0, '0 restores closing at once');
+  t.equal(set.shutdownTimeout, 30_000, 'from the environment');
+  t.match(bad([...BASE, '--oidc-request-timeout=0']).join('\n'), /--oidc-request-timeout/);
+});

@@ -69,7 +69,7 @@ const clearedNames = (setCookies: readonly string[]): string[] =>
 const sessionOf = (r: LoadResult): Session | undefined => (r.kind === 'session' ? r.session : undefined);
 
 function setup(opts: { expireMs?: number; cacheSize?: number; secrets?: string[] } = {}) {
-  const codec = counting(createCookieCodec(opts.secrets ?? [secret()], 'session'));
+  const codec = counting(createCookieCodec(opts.secrets ?? [secret()], 'session', NAME));
   const warnings: string[] = [];
   const store = createCookieSessionStore({
     codec,

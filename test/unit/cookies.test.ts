@@ -18,6 +18,7 @@ import type { CookieOptions } from '../../src/cookies/types.js';
 import { GatehouseError } from '../../src/errors.js';
 
 const RUNS = { numRuns: 1000 };
+const NAME = '_oauth2_proxy';
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const TOKEN = `${B64URL}!#$%&'*+.^\`|~`;
 
@@ -61,29 +62,29 @@ t.test('createCookieCodec rejects bad secrets at start-up', async (t) => {
     return undefined;
   };
   t.equal(
-    codeOf(() => createCookieCodec([], 'session')),
+    codeOf(() => createCookieCodec([], 'session', NAME)),
     'ERR_COOKIE_SECRET_LENGTH',
   );
   t.equal(
-    codeOf(() => createCookieCodec(['too-short'], 'session')),
+    codeOf(() => createCookieCodec(['too-short'], 'session', NAME)),
     'ERR_COOKIE_SECRET_LENGTH',
   );
   t.equal(
-    codeOf(() => createCookieCodec([secret(), 'too-short'], 'session')),
+    codeOf(() => createCookieCodec([secret(), 'too-short'], 'session', NAME)),
     'ERR_COOKIE_SECRET_LENGTH',
     'every secret of the ring is checked',
   );
-  t.throws(() => createCookieCodec(['0123456789'], 'session'), {
+  t.throws(() => createCookieCodec(['0123456789'], 'session', NAME), {
     message: 'cookie_secret must be 16, 24, or 32 bytes to create an AES cipher, but is 10 bytes',
   });
   t.equal(
-    codeOf(() => createCookieCodec(['0123456789abcdef', secret(24), secret()], 'x')),
+    codeOf(() => createCookieCodec(['0123456789abcdef', secret(24), secret()], 'x', NAME)),
     undefined,
   );
 });
 
 t.test('seal/open round trip for any bytes and any issuedAt', async (t) => {
-  const codec = createCookieCodec([secret()], 'session');
+  const codec = createCookieCodec([secret()], 'session', NAME);
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 600 }), fc.double(), (bytes, issuedAt) => {
       const sealed = codec.seal(Buffer.from(bytes), issuedAt);
@@ -135,7 +136,7 @@ function applyTamper(s: string, m: Tamper): string {
 }
 
 t.test('any tamper is rejected', async (t) => {
-  const codec = createCookieCodec([secret()], 'session');
+  const codec = createCookieCodec([secret()], 'session', NAME);
   let tried = 0;
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 200 }), fc.integer(), tamperArb, (bytes, issuedAt, m) => {
@@ -161,9 +162,9 @@ t.test('another purpose or another secret cannot open', async (t) => {
       secretArb,
       (p1, p2, bytes, issuedAt, other) => {
         fc.pre(p1 !== p2 && other !== s);
-        const sealed = createCookieCodec([s], p1).seal(Buffer.from(bytes), issuedAt);
-        const byPurpose = createCookieCodec([s], p2).open(sealed);
-        const bySecret = createCookieCodec([other], p1).open(sealed);
+        const sealed = createCookieCodec([s], p1, NAME).seal(Buffer.from(bytes), issuedAt);
+        const byPurpose = createCookieCodec([s], p2, NAME).open(sealed);
+        const bySecret = createCookieCodec([other], p1, NAME).open(sealed);
         return (
           !byPurpose.ok && byPurpose.reason === 'bad_mac' && !bySecret.ok && bySecret.reason === 'bad_mac'
         );
@@ -174,6 +175,31 @@ t.test('another purpose or another secret cannot open', async (t) => {
   t.pass('purpose and secret are bound');
 });
 
+t.test('a sealed value is bound to its cookie name (issue #17 item 5)', async (t) => {
+  const s = secret();
+  const nameArb = fc.string({ unit: fc.constantFrom(...TOKEN.split('')), minLength: 1, maxLength: 40 });
+  fc.assert(
+    fc.property(
+      nameArb,
+      nameArb,
+      fc.uint8Array({ maxLength: 100 }),
+      fc.integer(),
+      (n1, n2, bytes, issuedAt) => {
+        fc.pre(n1 !== n2);
+        for (const purpose of ['session', 'ticket', 'csrf']) {
+          const sealed = createCookieCodec([s], purpose, n1).seal(Buffer.from(bytes), issuedAt);
+          const renamed = createCookieCodec([s], purpose, n2).open(sealed);
+          const same = createCookieCodec([s], purpose, n1).open(sealed);
+          if (renamed.ok || renamed.reason !== 'bad_mac' || !same.ok) return false;
+        }
+        return true;
+      },
+    ),
+    RUNS,
+  );
+  t.pass('the name is authenticated');
+});
+
 t.test('rotation: previous secrets open, removed ones do not', async (t) => {
   fc.assert(
     fc.property(
@@ -182,11 +208,14 @@ t.test('rotation: previous secrets open, removed ones do not', async (t) => {
       fc.integer(),
       (ring, bytes, issuedAt) => {
         const oldIndex = ring.length - 1;
-        const sealed = createCookieCodec([ring[oldIndex]!], 'session').seal(Buffer.from(bytes), issuedAt);
-        const rotated = createCookieCodec(ring, 'session').open(sealed);
-        const removed = createCookieCodec(ring.slice(0, oldIndex), 'session').open(sealed);
-        const resealed = createCookieCodec(ring, 'session').seal(Buffer.from(bytes), issuedAt);
-        const reopened = createCookieCodec([ring[0]!], 'session').open(resealed);
+        const sealed = createCookieCodec([ring[oldIndex]!], 'session', NAME).seal(
+          Buffer.from(bytes),
+          issuedAt,
+        );
+        const rotated = createCookieCodec(ring, 'session', NAME).open(sealed);
+        const removed = createCookieCodec(ring.slice(0, oldIndex), 'session', NAME).open(sealed);
+        const resealed = createCookieCodec(ring, 'session', NAME).seal(Buffer.from(bytes), issuedAt);
+        const reopened = createCookieCodec([ring[0]!], 'session', NAME).open(resealed);
         return (
           rotated.ok &&
           rotated.keyIndex === oldIndex &&
@@ -204,7 +233,7 @@ t.test('rotation: previous secrets open, removed ones do not', async (t) => {
 });
 
 t.test('open classifies junk without throwing', async (t) => {
-  const codec = createCookieCodec([secret()], 'session');
+  const codec = createCookieCodec([secret()], 'session', NAME);
   const reason = (s: string): string | undefined => {
     const r = codec.open(s);
     return r.ok ? undefined : r.reason;

@@ -263,14 +263,13 @@ t.test('fatal refresh error ends the session; transient keeps it and retries lat
   t.equal(store.clears, 0);
   t.ok(log.lines.some((l) => l.level === 'warn'));
 
-  const quick = await load(ctx, undefined);
-  t.equal(quick.session?.accessToken, 'AT0', 'within the back-off the session is still kept');
-  t.equal(refresher.calls, 1, 'and the IdP is not asked once per request (#21 item 4)');
-
-  clock.t += 11_000;
+  const backingOff = await load(ctx, undefined);
+  t.equal(backingOff.session?.accessToken, 'AT0', 'within the backoff the session is served as it is');
+  t.equal(refresher.calls, 1, 'without asking the IdP again');
+  clock.t += 5_000;
   const second = load(ctx, undefined);
   await settle();
-  t.equal(refresher.calls, 2, 'after the 10 s back-off the next request retries');
+  t.equal(refresher.calls, 2, 'after the backoff the next request retries');
   refresher.settle({ ok: false, fatal: true, detail: 'invalid_grant' });
   const ended = await second;
   t.equal(ended.session, undefined, 'fatal: no session');
@@ -309,6 +308,43 @@ t.test('lock timeout → no session for this request (§7.6)', async (t) => {
   const r = await loaderWith(store, { clock, refresher, refreshMs: MIN })(ctx, undefined);
   t.equal(r.session, undefined);
   t.equal(r.reason, 'refresh_lock_timeout');
+  t.equal(refresher.calls, 0);
+});
+
+t.test(
+  'invalid_grant after a lost race: the session refreshed meanwhile is served (issue #17 item 1)',
+  async (t) => {
+    const clock = { t: T0 + 2 * MIN };
+    const store = fakeStore(session());
+    const refresher = gatedRefresher();
+    const log = quietLog();
+    const load = loaderWith(store, { clock, refresher, refreshMs: MIN, log });
+    const p = load(ctx, undefined);
+    await settle();
+    // While our grant was at the IdP, another replica refreshed and rotated the refresh token.
+    store.current = session({
+      accessToken: 'AT-theirs',
+      refreshToken: 'RT-theirs',
+      createdAt: clock.t - 500,
+    });
+    refresher.settle({ ok: false, fatal: true, detail: 'invalid_grant' });
+    const r = await p;
+    t.equal(r.session?.accessToken, 'AT-theirs', 'their refreshed session is served');
+    t.equal(store.clears, 0, 'nothing is ended');
+    t.same(r.setCookies, []);
+    t.ok(log.lines.some((l) => /lost a race/.test(l.msg)));
+  },
+);
+
+t.test('lock timeout, but the other replica finished meanwhile: its session is served', async (t) => {
+  const clock = { t: T0 + 2 * MIN };
+  const store = fakeStore(session());
+  store.lockOk = false;
+  const theirs = session({ accessToken: 'AT-theirs', createdAt: clock.t - 100 });
+  store.reload = async () => theirs;
+  const refresher = gatedRefresher();
+  const r = await loaderWith(store, { clock, refresher, refreshMs: MIN })(ctx, undefined);
+  t.equal(r.session?.accessToken, 'AT-theirs');
   t.equal(refresher.calls, 0);
 });
 
@@ -441,7 +477,7 @@ t.test('the hot path answers synchronously only when nothing asynchronous is nee
   const { createCookieCodec } = await import('../../src/cookies/codec.js');
   const { parseCookieHeader } = await import('../../src/cookies/chunks.js');
   const store = createCookieSessionStore({
-    codec: createCookieCodec(['s'.repeat(32)], 'session'),
+    codec: createCookieCodec(['s'.repeat(32)], 'session', '_oauth2_proxy'),
     cookieName: '_oauth2_proxy',
     cookie: { path: '/', httpOnly: true, secure: true, sameSite: '' },
     expireMs: 7 * 24 * 60 * MIN,
@@ -483,3 +519,31 @@ t.test('the hot path answers synchronously only when nothing asynchronous is nee
   t.ok(make(0, true)(ctx, 'Bearer x') instanceof Promise, 'an Authorization header to verify: asynchronous');
   t.notOk(make(0, true)(ctx, undefined) instanceof Promise, 'bearer mode without a header: synchronous');
 });
+
+t.test(
+  'refresh backoff: per session doubling, a circuit that opens, half-opens for one probe, closes (issue #17 item 3)',
+  async (t) => {
+    const { createRefreshBackoff } = await import('../../src/sessions/refresh-backoff.js');
+    const b = createRefreshBackoff({ initialMs: 100, maxMs: 400, circuitThreshold: 3, circuitOpenMs: 1000 });
+    t.ok(b.mayTry('a', 0));
+    t.equal(b.failed('a', 0).retryInMs, 100);
+    t.notOk(b.mayTry('a', 50), 'backing off');
+    t.ok(b.mayTry('b', 50), 'another session is not');
+    t.equal(b.failed('a', 100).retryInMs, 200, 'doubles');
+    const third = b.failed('b', 100);
+    t.ok(third.circuitOpened, 'three in a row open the circuit');
+    t.notOk(b.mayTry('c', 500), 'open: nobody asks the IdP');
+    t.ok(b.mayTry('c', 1100), 'half-open: one probe');
+    t.notOk(b.mayTry('d', 1100), 'only one');
+    t.notOk(b.failed('c', 1200).circuitOpened, 'a failed probe re-opens quietly, for longer');
+    t.notOk(b.mayTry('d', 2300));
+    t.ok(b.mayTry('d', 3300), 'next probe after the doubled window');
+    t.ok(b.answered('d').circuitClosed, 'an answer closes it');
+    t.ok(b.mayTry('e', 3300));
+    t.notOk(b.mayTry('a', 250), 'a session keeps its own backoff');
+    t.equal(b.failed('a', 400).retryInMs, 400);
+    t.equal(b.failed('a', 900).retryInMs, 400, 'capped');
+    t.notOk(b.answered('a').circuitClosed);
+    t.ok(b.mayTry('a', 901), 'an answer forgets the session');
+  },
+);

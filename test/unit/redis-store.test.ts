@@ -57,6 +57,13 @@ function fakeRedis() {
       data.delete(k);
       return true;
     },
+    async pexpireIfEquals(k, v, ms) {
+      guard('pexpireIfEquals');
+      const e = live(k);
+      if (e?.v.toString() !== v) return false;
+      e.expiresAt = state.now + ms;
+      return true;
+    },
     async sadd(k, m) {
       guard('sadd');
       const set = sets.get(k) ?? new Set<string>();
@@ -96,7 +103,7 @@ function fakeRedis() {
   return { redis, data, sets, calls, state };
 }
 
-const codec = createCookieCodec([randomBytes(32).toString('base64url')], 'session');
+const codec = createCookieCodec([randomBytes(32).toString('base64url')], 'session', NAME);
 
 function setup(extra: { cacheSize?: number; expireMs?: number; lockWaitMs?: number } = {}) {
   const f = fakeRedis();
@@ -249,7 +256,7 @@ t.test('invalid cookies and values: each reason, each with clearing cookies', as
   t.equal(await reasonFor(`${NAME}=not-sealed`), 'malformed');
   const flipped = good.slice(0, -2) + (good.at(-2) === 'A' ? 'B' : 'A') + good.at(-1);
   t.equal(await reasonFor(`${NAME}=${flipped}`), 'bad_mac');
-  const otherCodec = createCookieCodec([randomBytes(32).toString('base64url')], 'session');
+  const otherCodec = createCookieCodec([randomBytes(32).toString('base64url')], 'session', NAME);
   t.equal(await reasonFor(`${NAME}=${otherCodec.seal('v2.x.y', T0)}`), 'bad_mac');
   // sealed with the right key but not a ticket, or a ticket for another cookie name
   t.equal(await reasonFor(`${NAME}=${codec.seal('hello', T0)}`), 'malformed');
