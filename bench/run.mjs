@@ -186,6 +186,15 @@ function defineCases(W) {
     },
     {
       ...direct,
+      id: 'node-floor',
+      title: 'node:http 202 with the same headers, cookie request (floor)',
+      server: 'ceiling',
+      cred: 'session',
+      expect: 202,
+      ratioTo: 'bare',
+    },
+    {
+      ...direct,
       id: 'redis',
       title: 'redis session store',
       server: 'gh-redis',
@@ -265,7 +274,7 @@ const DEPENDS = {
   ceiling: ['gh-cookie'],
 };
 // Which gatehouse instance issues the credential a server's clients present.
-const SESSION_ISSUER = { 'nginx-gh': 'gh-cookie' };
+const SESSION_ISSUER = { 'nginx-gh': 'gh-cookie', ceiling: 'gh-cookie' };
 
 const maskArgs = (args) =>
   args.map((a) => a.replace(/^(--(?:cookie-secret|client-secret)=).*/, '$1<redacted>'));

@@ -39,6 +39,7 @@ const EXPECTED_CASES = [
   'split',
   '401',
   '403',
+  'node-floor',
   'redis',
   'bearer',
   'nginx-ceiling',
