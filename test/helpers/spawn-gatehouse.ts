@@ -7,10 +7,11 @@ import { waitFor } from './redis.js';
 import { freePort, gatehouseArgs } from './stack.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(ROOT, 'dist', 'cli.js');
+/** The built CLI. */
+export const CLI = join(ROOT, 'dist', 'cli.js');
 
-// The child sees neither the runner's OAUTH2_PROXY_* settings nor tap's hooks (NODE_OPTIONS, TAP_*).
-const ENV = Object.fromEntries(
+/** A child's environment: neither the runner's OAUTH2_PROXY_* settings nor tap's hooks (NODE_OPTIONS, TAP_*). */
+export const ENV = Object.fromEntries(
   Object.entries(process.env).filter(
     ([k]) => !k.startsWith('OAUTH2_PROXY_') && !/^(NODE_OPTIONS|TAP|_TAPJS_)/.test(k),
   ),
@@ -26,7 +27,7 @@ function newestMtime(dir: string): number {
 }
 
 /** `npm test` builds first; a missing or stale dist/ (e.g. running one file alone) is rebuilt once. */
-async function ensureBuilt(): Promise<void> {
+export async function ensureBuilt(): Promise<void> {
   if (existsSync(CLI) && statSync(CLI).mtimeMs >= newestMtime(join(ROOT, 'src'))) return;
   await new Promise<void>((resolve) => {
     execFile(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], { cwd: ROOT }, () =>

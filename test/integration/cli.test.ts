@@ -1,19 +1,15 @@
 // The built command line (`node dist/cli.js`): version, help, secret, exit codes, the seed TOML, graceful SIGTERM.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { cookieSecretKey } from '../../src/config/secret.js';
 import { startTestIdp } from '../helpers/idp.js';
 import { waitFor } from '../helpers/redis.js';
+import { CLI, ENV, ensureBuilt } from '../helpers/spawn-gatehouse.js';
 import { freePort, TEST_COOKIE_SECRET } from '../helpers/stack.js';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(ROOT, 'dist', 'cli.js');
 
 // The same seed as test/integration/seed-toml.test.ts (the issue's file); only the replaced values differ.
 const SEED = `provider = "oidc"
@@ -29,34 +25,6 @@ pass_access_token = true
 http_address = "0.0.0.0:4180"
 upstreams = ["static://202"]
 `;
-
-// The spawned CLI sees neither the runner's OAUTH2_PROXY_* settings nor tap's hooks (NODE_OPTIONS, TAP_*).
-const ENV = Object.fromEntries(
-  Object.entries(process.env).filter(
-    ([k]) => !k.startsWith('OAUTH2_PROXY_') && !/^(NODE_OPTIONS|TAP|_TAPJS_)/.test(k),
-  ),
-);
-
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-/** `npm test` builds first; a missing or stale dist/ (e.g. running this file alone) is rebuilt once. */
-async function ensureBuilt(): Promise<void> {
-  if (existsSync(CLI) && statSync(CLI).mtimeMs >= newestMtime(join(ROOT, 'src'))) return;
-  await new Promise<void>((resolve) => {
-    // tsc still emits when another file has a type error; the check below is what matters.
-    execFile(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], { cwd: ROOT }, () =>
-      resolve(),
-    );
-  });
-  if (!existsSync(CLI)) throw new Error('npm run build did not produce dist/cli.js');
-}
 
 interface Run {
   code: number | null;
