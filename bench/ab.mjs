@@ -68,7 +68,7 @@ const startGatehouse = async (key, root) => {
     ? ['--session-store-type=redis', `--redis-connection-url=redis://127.0.0.1:${redisPort}`]
     : [];
   const args = [
-    '--max-semi-space-size=4',
+    '--max-semi-space-size=2',
     join(root, 'dist/cli.js'),
     ...gatehouseArgs({ issuer: idp.issuer, secret, port: p, extra: store }),
   ];
