@@ -20,8 +20,10 @@ export interface RedisSessionStoreDeps {
   /** `--cookie-expire` in ms: the age window and the Redis TTL. 0 = no window (TTL falls back to 168h). */
   readonly expireMs: number;
   /**
-   * TTL of a refresh lock (default 2 s). The holder renews it every third of that while its refresh runs,
-   * so the lock lasts as long as the refresh however slow the IdP, and a crashed holder's lock lapses soon.
+   * TTL of a refresh lock (default 10 s). The holder renews it every third of that while its refresh runs,
+   * so the lock lasts as long as the refresh however slow the IdP, and a crashed holder's lock lapses within
+   * the TTL. 10 s, not 2: a holder whose event loop stalls for two thirds of the TTL (a starved CPU) misses
+   * its renewal, and a second replica then spends the refresh token too (seen in CI at 2 s).
    */
   readonly lockTtlMs?: number;
   /** How long a replica waits for another's refresh (the lock) before giving up; default 30 s. */
@@ -123,7 +125,7 @@ export async function selfTest(redis: RedisLike, cookieName: string): Promise<vo
  */
 export function createRedisSessionStore(deps: RedisSessionStoreDeps): SessionStore {
   const { redis, codec, cookieName: name, expireMs } = deps;
-  const lockTtlMs = deps.lockTtlMs ?? 2000;
+  const lockTtlMs = deps.lockTtlMs ?? 10_000;
   const lockWaitMs = deps.lockWaitMs ?? 30_000;
   const lockPollMs = Math.max(1, deps.lockPollMs ?? 10);
   const lockAttempts = Math.max(1, Math.floor(lockWaitMs / lockPollMs) + 1);
