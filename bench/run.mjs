@@ -342,8 +342,15 @@ function createRun(opt, procs, tmp) {
     });
   };
 
+  // No drain delay on SIGTERM: the bench stops a server only once its load is over, and a profile
+  // (--node-arg=--cpu-prof) is written only if the process exits before the bench's SIGKILL grace ends.
   const ghArgs = (p, extra) =>
-    gatehouseArgs({ issuer: idp.issuer, secret, port: p, extra: [...extra, ...opt.extraArgs] });
+    gatehouseArgs({
+      issuer: idp.issuer,
+      secret,
+      port: p,
+      extra: ['--shutdown-delay=0s', ...extra, ...opt.extraArgs],
+    });
 
   const startGatehouse = async (key, cpus, extra) => {
     if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run `npm run build` first');
