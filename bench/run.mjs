@@ -616,6 +616,15 @@ const median = (xs) => {
 /** Value of a case's metric in one measurement: CPU µs per request, or req/s. */
 const metricOf = (c, m) => (c.metric === 'cpu' ? m.cpuUsPerReq : m.reqPerSec);
 
+/** Before a case is measured: it answers its expected status, then wrk warms it up. */
+async function prepare(run, opt, c) {
+  const t = await target(run, c);
+  await verifyStatus(t.url, t.headers, c.expect);
+  if (opt.warmup > 0)
+    await runWrk({ url: t.url, headers: t.headers, seconds: opt.warmup, cpus: LOAD_CPU, procs: run.procs });
+  return t;
+}
+
 /**
  * Measures a group of cases in alternating rounds. This host's speed drifts by tens of percent within
  * minutes, so cases are compared round by round (runs seconds apart), not across the whole run: each round
@@ -628,10 +637,7 @@ async function runRounds(run, opt, cases, rows) {
   for (const c of cases) {
     const row = rows.get(c.id);
     try {
-      const { url, headers } = await target(run, c);
-      await verifyStatus(url, headers, c.expect);
-      if (opt.warmup > 0)
-        await runWrk({ url, headers, seconds: opt.warmup, cpus: LOAD_CPU, procs: run.procs });
+      await prepare(run, opt, c);
       live.push(c);
     } catch (e) {
       Object.assign(row, { status: 'broken', error: e.message });
@@ -694,10 +700,7 @@ async function runOnce(run, opt, cases, rows) {
   for (const c of cases) {
     const row = rows.get(c.id);
     try {
-      const { url, headers } = await target(run, c);
-      await verifyStatus(url, headers, c.expect);
-      if (opt.warmup > 0)
-        await runWrk({ url, headers, seconds: opt.warmup, cpus: LOAD_CPU, procs: run.procs });
+      const { url, headers } = await prepare(run, opt, c);
       const m = await measureOnce(run, opt, c, opt.seconds * 2);
       row.rounds.push({
         reqPerSec: m.reqPerSec,
