@@ -32,12 +32,12 @@ interface CsrfPayload {
   rd: string;
 }
 
-/** Creates every route handler over the services; all option lookups happen here, once. */
 /** Bytes of clearing CSRF Set-Cookie lines one /oauth2/start answer may carry (see startLogin). */
 const CSRF_CLEARING_BUDGET_BYTES = 1536;
 /** `Set-Cookie: ` and the line's CRLF. */
 const CRLF_HEADER_OVERHEAD = 14;
 
+/** Creates every route handler over the services; all option lookups happen here, once. */
 export function createRoutes(svc: Services) {
   const o = svc.opts;
   const prefix = o.proxyPrefix;
